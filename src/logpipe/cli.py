@@ -1,0 +1,241 @@
+"""The ``logpipe`` command: thin wrappers that read settings and call the stages."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from logpipe.config import Settings, config_table
+
+app = typer.Typer(help="logpipe: log ETL and monitoring pipeline.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+schema_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class StatusLine(threading.Thread):
+    """Events/s, inserted, dead-lettered and freshness: a live line on a terminal, a log line otherwise."""
+
+    def __init__(self, pipeline, interval_s: float):
+        super().__init__(name="logpipe-status", daemon=True)
+        self.pipeline = pipeline
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def render(self, previous: dict, current: dict, elapsed: float) -> str:
+        rate = (current["inserted"] - previous["inserted"]) / elapsed
+        return (f"inserted {rate:,.0f} ev/s | total {current['inserted']:,.0f} | "
+                f"dead-lettered {current['dead_lettered']:,.0f} | queued {current['queued']:,.0f} | "
+                f"freshness {current['freshness_s']:.2f}s")
+
+    def run(self) -> None:
+        previous, last = self.pipeline.stats(), time.monotonic()
+        live = sys.stderr.isatty()
+        while not self.stopped.wait(self.interval_s):
+            current, now = self.pipeline.stats(), time.monotonic()
+            line = self.render(previous, current, now - last)
+            if live:
+                console.print(line, end="\r", highlight=False, soft_wrap=True)
+            else:
+                logging.getLogger("logpipe.status").info(line)
+            previous, last = current, now
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address (LOGPIPE_HTTP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (LOGPIPE_HTTP_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Simulated events/s (LOGPIPE_SIM_RATE).")] = None,
+    no_simulator: Annotated[bool, typer.Option("--no-simulator", help="Start with the simulator paused.")] = False,
+    status_interval: Annotated[float, typer.Option(help="Seconds between status lines.")] = 2.0,
+) -> None:
+    """Run gateway, simulator, processor and store in one process until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from logpipe.gateway.app import create_app
+    from logpipe.pipeline import Pipeline
+
+    _logging()
+    settings = _settings(http_host=host, http_port=port, data_dir=data_dir, sim_rate=rate,
+                         sim_enabled=False if no_simulator else None)
+    pipeline = Pipeline(settings)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(pipeline), host=settings.http_host, port=settings.http_port, log_level="warning",
+        timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    console.print(f"[bold]logpipe up[/bold]  dashboard {base}/  api {base}/docs  metrics {base}/metrics  "
+                  f"store {settings.clickhouse_url or settings.warehouse().embedded_path}", highlight=False)
+    status = StatusLine(pipeline, status_interval)
+    status.start()
+    # uvicorn re-raises the signal it caught once it has shut down; a no-op handler keeps that
+    # from killing us before the exit code is ours to set.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    status.stopped.set()
+    if not server.started:
+        raise typer.Exit(1)
+    console.print("\nlogpipe stopped cleanly", highlight=False)
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="Events per second; 0 for as fast as possible.")] = 2000.0,
+    duration: Annotated[float, typer.Option(help="Seconds of traffic to produce.")] = 10.0,
+    output: Annotated[str, typer.Option("--output", "-o", help="'-' (stdout), a file path, or an http(s) URL "
+                                        "of a gateway's /v1/logs.")] = "-",
+    format: Annotated[str, typer.Option(help="Output format (ndjson).")] = "ndjson",
+    seed: Annotated[int, typer.Option(help="Seed for reproducible traffic.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Events per batch (per HTTP request).")] = 1000,
+) -> None:
+    """Produce simulated service logs as NDJSON to stdout, a file, or a gateway."""
+    from logpipe.simulator.generator import TrafficGenerator
+    from logpipe.transport.wire import encode_ndjson
+
+    if format != "ndjson":
+        raise typer.BadParameter("only ndjson is supported", param_hint="--format")
+    generator = TrafficGenerator(seed, id_prefix=f"sim-{seed:x}-{int(time.time() * 1000):x}-")
+    total = int(rate * duration) if rate > 0 else None
+    start_wall, start_sim = time.monotonic(), time.time()
+    sent = 0
+    http = httpx.Client(timeout=60) if output.startswith(("http://", "https://")) else None
+    sink = None if http else (sys.stdout.buffer if output == "-" else open(output, "wb"))  # noqa: SIM115
+    try:
+        while (total is None and time.monotonic() - start_wall < duration) or (total is not None and sent < total):
+            n = batch_size if total is None else min(batch_size, total - sent)
+            span = n / rate if rate > 0 else 0.001
+            table = generator.generate(n, start_sim + sent / max(rate, 1), start_sim + sent / max(rate, 1) + span)
+            payload = encode_ndjson(table)
+            if http is not None:
+                _post_with_retry(http, output, payload)
+            else:
+                sink.write(payload)
+            sent += n
+            if rate > 0:
+                ahead = sent / rate - (time.monotonic() - start_wall)
+                if ahead > 0:
+                    time.sleep(ahead)
+    finally:
+        if sink is not None and sink is not sys.stdout.buffer:
+            sink.close()
+        elif sink is not None:
+            sink.flush()
+    console.print(f"simulated {sent:,} request events in {time.monotonic() - start_wall:.1f}s", highlight=False)
+
+
+def _post_with_retry(client: httpx.Client, url: str, payload: bytes, attempts: int = 20) -> None:
+    for _ in range(attempts):
+        response = client.post(url, content=payload, headers={"content-type": "application/x-ndjson"})
+        if response.status_code in (429, 503):
+            time.sleep(float(response.headers.get("retry-after", "1")))
+            continue
+        response.raise_for_status()
+        return
+    raise typer.Exit(f"gave up after {attempts} attempts: {url} keeps answering {response.status_code}")
+
+
+def _api_base(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    return f"http://{host}:{settings.http_port}"
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="A read-only SQL query.")],
+    url: Annotated[str | None, typer.Option(help="Gateway base URL; default from settings.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, json or tsv.")] = "table",
+) -> None:
+    """Query the store: through the running process's API, or directly when nothing runs."""
+    settings = _settings()
+    try:
+        response = httpx.post(f"{url or _api_base(settings)}/v1/query", content=sql.encode(), timeout=120)
+        if response.status_code != 200:
+            console.print(f"[red]query failed:[/red] {response.json().get('detail')}")
+            raise typer.Exit(1)
+        result = response.json()
+        columns, rows = result["columns"], result["rows"]
+    except httpx.ConnectError:
+        if url or settings.clickhouse_url == "" and not settings.warehouse().embedded_path.exists():
+            console.print(f"[red]no logpipe process answers at {url or _api_base(settings)}[/red]")
+            raise typer.Exit(1) from None
+        from logpipe.warehouse.store import Store, StoreError
+
+        store = Store(settings.warehouse())
+        try:
+            columns, rows = store.query_rows(sql)
+        except StoreError as exc:
+            console.print(f"[red]query failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            store.close()
+    _print_rows(columns, rows, output_format)
+
+
+def _print_rows(columns: list[str], rows: list, output_format: str) -> None:
+    if output_format == "json":
+        sys.stdout.write(orjson.dumps({"columns": columns, "rows": rows}, default=str).decode() + "\n")
+    elif output_format == "tsv":
+        for row in rows:
+            sys.stdout.write("\t".join(str(v) for v in row) + "\n")
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(str(v) for v in row))
+        Console().print(table)
+
+
+@schema_app.command("apply")
+def schema_apply() -> None:
+    """Create the ClickHouse database, tables and rollups if missing (idempotent)."""
+    from logpipe.warehouse.store import Store
+
+    settings = _settings()
+    try:
+        httpx.get(f"{_api_base(settings)}/ping", timeout=2)
+        if settings.clickhouse_url == "":
+            console.print("a running logpipe owns the embedded store and applied the schema at start")
+            return
+    except httpx.HTTPError:
+        pass
+    store = Store(settings.warehouse())
+    try:
+        store.wait_ready()
+        for name in store.apply_schema():
+            console.print(f"applied {name}", highlight=False)
+    finally:
+        store.close()
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the configuration table (as in the README)."""
+    sys.stdout.write(config_table() + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""Settings, read only at the entry point (the CLI): environment ``LOGPIPE_*`` and an optional TOML file.
+
+Library code takes the plain per-stage config objects that ``Settings`` builds. The README's
+configuration table is generated from this model (``logpipe config docs``); a test fails when it is stale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from logpipe.gateway.config import GatewayConfig
+from logpipe.processing.config import ProcessorConfig
+from logpipe.simulator.config import SimulatorConfig
+from logpipe.warehouse.config import WarehouseConfig
+
+CONFIG_FILE_ENV = "LOGPIPE_CONFIG"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGPIPE_", env_nested_delimiter="__", extra="ignore")
+
+    http_host: str = Field("127.0.0.1", description="Address the gateway (API and dashboard) listens on.")
+    http_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
+    data_dir: Path = Field(Path("./data"), description="Where the embedded store and local state live.")
+    clickhouse_url: str = Field(
+        "", description="Empty: the embedded ClickHouse (chdb) under the data dir. "
+        "`http(s)://user:password@host:8123` selects a ClickHouse server.")
+    clickhouse_database: str = Field("analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="Database holding fact_log, dead_letter and the rollups.")
+    retention_days: int = Field(30, ge=1, description="TTL of fact and dead-letter rows, in days.")
+
+    sim_enabled: bool = Field(True, description="Run the built-in traffic simulator in `logpipe up`.")
+    sim_rate: float = Field(2000.0, ge=0, description="Simulated events per second (daily mean when diurnal).")
+    sim_seed: int | None = Field(None, description="Seed for reproducible traffic; random when unset.")
+    sim_speed: float = Field(1.0, gt=0, description="Simulated clock speed: 1440 replays a day in a minute.")
+    sim_diurnal: bool = Field(True, description="Shape the rate by the time-of-day curve.")
+
+    batch_max_rows: int = Field(100_000, ge=1, description="Flush to ClickHouse when a batch reaches this many rows.")
+    flush_interval_s: float = Field(1.0, gt=0, description="Flush a batch at the latest when it is this old.")
+    queue_max_events: int = Field(400_000, ge=1000,
+                                  description="Events buffered between intake and processor before backpressure.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted POST /v1/logs body.")
+    ack_timeout_s: float = Field(30.0, gt=0, description="How long POST /v1/logs waits for durability before 503.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    def warehouse(self) -> WarehouseConfig:
+        return WarehouseConfig(url=self.clickhouse_url, data_dir=self.data_dir, database=self.clickhouse_database,
+                               retention_days=self.retention_days)
+
+    def simulator(self) -> SimulatorConfig:
+        return SimulatorConfig(rate=self.sim_rate, seed=self.sim_seed, speed=self.sim_speed,
+                               diurnal=self.sim_diurnal, running=self.sim_enabled)
+
+    def processor(self) -> ProcessorConfig:
+        return ProcessorConfig(batch_max_rows=self.batch_max_rows, flush_interval_s=self.flush_interval_s,
+                               queue_max_events=self.queue_max_events)
+
+    def gateway(self) -> GatewayConfig:
+        return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,
+                             ack_timeout_s=self.ack_timeout_s)
+
+
+def config_table() -> str:
+    """The README's configuration table, generated from ``Settings``."""
+    lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default: Any = info.default
+        shown = "(unset)" if default in (None, "") else f"`{default}`"
+        lines.append(f"| `LOGPIPE_{name.upper()}` | {shown} | {info.description} |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The fact row of a service event log: the one definition of the event schema.
+
+Everything else derives from ``FACT_FIELDS``: the Arrow schema the processor builds,
+the JSON wire format producers send, and (proven equal by a test) the ClickHouse
+column list in ``warehouse/sql/010_fact_log.sql``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from enum import StrEnum
+
+import pyarrow as pa
+
+
+class Wire(StrEnum):
+    """How a field is written in the JSON wire format."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    TIMESTAMP = "timestamp"  # ISO 8601 string, or epoch seconds/milliseconds as a number
+    OBJECT = "object"
+    NONE = "none"  # set by the pipeline, never read from the wire
+
+
+@dataclass(frozen=True)
+class FactField:
+    name: str
+    arrow: pa.DataType
+    clickhouse: str
+    wire: Wire
+    doc: str
+    required: bool = False
+
+
+TS_TYPE = pa.timestamp("ms", tz="UTC")
+
+FACT_FIELDS: tuple[FactField, ...] = (
+    FactField("event_id", pa.string(), "String", Wire.STRING,
+              "Unique id of the event; used to deduplicate. Generated when absent."),
+    FactField("ts", TS_TYPE, "DateTime64(3, 'UTC')", Wire.TIMESTAMP,
+              "Event time (UTC).", required=True),
+    FactField("ingest_ts", TS_TYPE, "DateTime64(3, 'UTC')", Wire.NONE,
+              "When the processor normalized the event."),
+    FactField("service", pa.string(), "LowCardinality(String)", Wire.STRING,
+              "Emitting service, lower-cased (auth, order, payment, notify, ...).", required=True),
+    FactField("kind", pa.string(), "LowCardinality(String)", Wire.STRING,
+              "request or app_error; derived from status and level when absent."),
+    FactField("level", pa.string(), "LowCardinality(String)", Wire.STRING,
+              "DEBUG, INFO, WARN, ERROR or FATAL; derived from status when absent."),
+    FactField("method", pa.string(), "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased."),
+    FactField("endpoint", pa.string(), "LowCardinality(String)", Wire.STRING, "Route template, e.g. /v1/orders/{id}."),
+    FactField("status", pa.uint16(), "UInt16", Wire.INTEGER, "HTTP status 100-599; 0 for non-request logs."),
+    FactField("latency_ms", pa.float32(), "Float32", Wire.NUMBER, "Request latency in milliseconds, >= 0."),
+    FactField("bytes", pa.uint64(), "UInt64", Wire.INTEGER, "Response size in bytes."),
+    FactField("user_id", pa.string(), "String", Wire.STRING, "End user id."),
+    FactField("trace_id", pa.string(), "String", Wire.STRING, "Distributed trace id."),
+    FactField("client_ip", pa.string(), "String", Wire.STRING, "Client IP address."),
+    FactField("host", pa.string(), "LowCardinality(String)", Wire.STRING, "Host or pod that served the request."),
+    FactField("region", pa.string(), "LowCardinality(String)", Wire.STRING, "Deployment region."),
+    FactField("error_code", pa.string(), "LowCardinality(String)", Wire.STRING, "Application error code, if any."),
+    FactField("message", pa.string(), "String", Wire.STRING, "Log message; may hold a multi-line stack trace."),
+    FactField("attributes", pa.map_(pa.string(), pa.string()), "Map(String, String)", Wire.OBJECT,
+              "Fields not in this schema, kept as strings."),
+    FactField("source", pa.string(), "LowCardinality(String)", Wire.NONE,
+              "Where the event entered logpipe: simulator, http or kafka."),
+    FactField("topic", pa.string(), "LowCardinality(String)", Wire.NONE, "Kafka topic; empty without Kafka."),
+    FactField("partition", pa.int32(), "Int32", Wire.NONE, "Kafka partition; -1 without Kafka."),
+    FactField("offset", pa.int64(), "Int64", Wire.NONE, "Kafka offset; -1 without Kafka."),
+)
+
+FACT_SCHEMA: pa.Schema = pa.schema([pa.field(f.name, f.arrow, nullable=False) for f in FACT_FIELDS])
+FIELDS_BY_NAME: dict[str, FactField] = {f.name: f for f in FACT_FIELDS}
+# Fields a producer may send; the rest are stamped by the pipeline.
+WIRE_FIELDS: tuple[FactField, ...] = tuple(f for f in FACT_FIELDS if f.wire not in (Wire.NONE, Wire.OBJECT))
+
+DEAD_LETTER_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("ingest_ts", TS_TYPE, "DateTime64(3, 'UTC')"),
+    ("source", pa.string(), "LowCardinality(String)"),
+    ("topic", pa.string(), "LowCardinality(String)"),
+    ("partition", pa.int32(), "Int32"),
+    ("offset", pa.int64(), "Int64"),
+    ("reason", pa.string(), "String"),
+    ("raw", pa.string(), "String"),
+)
+DEAD_LETTER_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(name, arrow, nullable=False) for name, arrow, _ in DEAD_LETTER_FIELDS]
+)
+
+LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+KINDS: tuple[str, ...] = ("request", "app_error")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a batch came from; Kafka offsets are per row, the rest per batch."""
+
+    source: str
+    topic: str = ""
+    partition: int = -1
+    offsets: np.ndarray | None = None  # per record (indexed by record position)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from logpipe import metrics
+from logpipe.gateway.deps import PipelineDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/healthz")
+async def healthz(pipeline: PipelineDep, response: Response) -> dict:
+    report = await run_in_threadpool(pipeline.health)
+    if report["status"] != "ok":
+        response.status_code = 503
+    return report
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

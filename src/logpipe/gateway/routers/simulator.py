@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from logpipe.gateway.deps import PipelineDep
+from logpipe.simulator.incidents import IncidentRequest
+from logpipe.simulator.runner import Scenario
+
+router = APIRouter(prefix="/v1/simulator", tags=["simulator"])
+
+
+class SimulatorUpdate(BaseModel):
+    running: bool | None = None
+    rate: float | None = Field(None, ge=0, le=5_000_000)
+    scenario: Scenario | None = None
+    speed: float | None = Field(None, gt=0, le=100_000)
+
+
+@router.get("")
+async def get_simulator(pipeline: PipelineDep) -> dict:
+    return pipeline.simulator.status()
+
+
+@router.put("")
+async def put_simulator(update: SimulatorUpdate, pipeline: PipelineDep) -> dict:
+    pipeline.simulator.update(update.running, update.rate, update.scenario, update.speed)
+    return pipeline.simulator.status()
+
+
+@router.post("/incidents", status_code=201)
+async def post_incident(request: IncidentRequest, pipeline: PipelineDep) -> dict:
+    try:
+        incident = pipeline.simulator.add_incident(request)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return incident.as_dict(pipeline.simulator.clock.now())
+
+
+@router.get("/incidents")
+async def list_incidents(pipeline: PipelineDep) -> dict:
+    return {"incidents": pipeline.simulator.incidents()}

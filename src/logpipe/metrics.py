@@ -1,0 +1,49 @@
+"""Metric names every component emits, defined once. The watchdog and the dashboard read these names.
+
+Components: simulator, gateway, processor, clickhouse_sink, dead_letter_sink (and kafka_producer,
+kafka_consumer, spark when those run).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_RECEIVED = Counter("logpipe_events_received", "Events a component took in.",
+                          ["component"], registry=REGISTRY)
+EVENTS_SENT = Counter("logpipe_events_sent", "Events a component handed on (for sinks: durably written).",
+                      ["component"], registry=REGISTRY)
+EVENTS_ERRORS = Counter("logpipe_events_errors", "Events a component rejected or failed on.",
+                        ["component"], registry=REGISTRY)
+EVENTS_DROPPED = Counter("logpipe_events_dropped", "Events refused for overload (the sender was told to retry).",
+                         ["component"], registry=REGISTRY)
+BYTES_RECEIVED = Counter("logpipe_bytes_received", "Payload bytes a component took in.",
+                         ["component"], registry=REGISTRY)
+BATCH_ROWS = Histogram("logpipe_batch_rows", "Rows per batch written.", ["component"], registry=REGISTRY,
+                       buckets=(10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 250_000, 1_000_000))
+WRITE_SECONDS = Histogram("logpipe_write_seconds", "Time to write one batch.", ["component"], registry=REGISTRY,
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+FRESHNESS_SECONDS = Gauge("logpipe_freshness_seconds",
+                          "Now minus the newest event time written to ClickHouse.", registry=REGISTRY)
+QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in a component's input queue.",
+                     ["component"], registry=REGISTRY)
+COMPONENT_UP = Gauge("logpipe_component_up", "1 when the component is running and healthy.",
+                     ["component"], registry=REGISTRY)
+
+COMPONENT_METRICS = (EVENTS_RECEIVED, EVENTS_SENT, EVENTS_ERRORS, EVENTS_DROPPED, BYTES_RECEIVED)
+
+
+def register_component(component: str) -> None:
+    """Make a component's series exist at zero, so a scrape shows it before its first event."""
+    for metric in COMPONENT_METRICS:
+        metric.labels(component=component)
+    COMPONENT_UP.labels(component=component)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def counter_value(metric: Counter, component: str) -> float:
+    return metric.labels(component=component)._value.get()

@@ -1,0 +1,299 @@
+"""parse_fact_log: raw wire columns in, fact rows and dead-letter records out (errors are data).
+
+Everything is columnar: each check marks the rows it rejects, the first failing check
+names the reason, and only the (rare) rejected rows are turned into Python values to
+render their raw payload.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance
+from logpipe.transport.wire import BadRecord, DecodedBatch, decode_ndjson
+
+MIN_TS_MS = 946_684_800_000  # 2000-01-01
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+_ISO_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})?$"
+_HAS_ZONE = r"(Z|z|[+-]\d{2}:?\d{2})$"
+_NUMBER = r"^\s*-?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
+_LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
+                  "INFORMATION": "INFO", "TRACE": "DEBUG", "NOTICE": "INFO"}
+_KNOWN = frozenset(f.name for f in WIRE_FIELDS) | {"attributes"}
+
+
+@dataclass
+class Normalized:
+    facts: pa.Table  # FACT_SCHEMA
+    dead_letters: list[BadRecord]
+    record_count: int
+
+
+class _Rejections:
+    """First failing check per row."""
+
+    def __init__(self, n: int):
+        self.reason = np.zeros(n, dtype=np.int16)
+        self.messages: list[str] = [""]
+        self.fields: list[str | None] = [None]
+
+    def add(self, mask: np.ndarray | pa.Array, message: str, field: str | None = None) -> None:
+        if isinstance(mask, pa.Array | pa.ChunkedArray):
+            mask = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        fresh = mask & (self.reason == 0)
+        if fresh.any():
+            self.messages.append(message)
+            self.fields.append(field)
+            self.reason[fresh] = len(self.messages) - 1
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.reason == 0
+
+
+def _column(table: pa.Table, name: str) -> pa.Array | None:
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    if pa.types.is_null(column.type):
+        return None
+    return column.combine_chunks()
+
+
+def _text(table: pa.Table, name: str) -> pa.Array:
+    column = _column(table, name)
+    if column is None:
+        return pa.nulls(table.num_rows, pa.string())
+    if not pa.types.is_string(column.type):
+        column = pc.cast(column, pa.string())
+    return column
+
+
+def _number(table: pa.Table, name: str, rejections: _Rejections) -> pa.Array:
+    """float64 values, null where absent; non-numeric strings are rejected."""
+    column = _column(table, name)
+    if column is None:
+        return pa.nulls(table.num_rows, pa.float64())
+    if pa.types.is_string(column.type):
+        numeric = pc.match_substring_regex(column, _NUMBER)
+        rejections.add(pc.and_kleene(pc.is_valid(column), pc.invert(numeric)), f"{name}: not a number", name)
+        column = pc.cast(pc.if_else(numeric, column, None), pa.float64())
+    elif pa.types.is_boolean(column.type) or not (pa.types.is_integer(column.type)
+                                                  or pa.types.is_floating(column.type)):
+        rejections.add(pc.is_valid(column), f"{name}: not a number", name)
+        return pa.nulls(table.num_rows, pa.float64())
+    return pc.cast(column, pa.float64())
+
+
+def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
+    column = _column(table, "ts")
+    n = table.num_rows
+    if column is None:
+        rejections.add(np.ones(n, dtype=bool), "ts: missing", "ts")
+        return pa.array(np.zeros(n, dtype=np.int64)).cast(TS_TYPE)
+    rejections.add(pc.is_null(column), "ts: missing", "ts")
+    epoch_ms = pa.nulls(n, pa.float64())
+    if pa.types.is_timestamp(column.type):
+        return pc.cast(column, TS_TYPE)
+    if pa.types.is_string(column.type):
+        iso = pc.match_substring_regex(column, _ISO_TS)
+        numeric = pc.match_substring_regex(column, _NUMBER)
+        rejections.add(pc.and_kleene(pc.is_valid(column), pc.invert(pc.or_kleene(iso, numeric))),
+                       "ts: unrecognized timestamp format", "ts")
+        text = pc.if_else(iso, column, None)
+        text = pc.if_else(pc.match_substring_regex(text, _HAS_ZONE), text, pc.binary_join_element_wise(text, "Z", ""))
+        text = pc.replace_substring_regex(text, r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})(Z|z|[+-]|$)", r"\1:00\2")
+        text = pc.replace_substring(text, "z", "Z")
+        parsed = pc.cast(pc.cast(text, pa.timestamp("ns", tz="UTC")), pa.timestamp("ms", tz="UTC"))
+        iso_ms = pc.cast(pc.cast(parsed, pa.int64()), pa.float64())
+        number = pc.cast(pc.if_else(numeric, column, None), pa.float64())
+        epoch_ms = pc.coalesce(iso_ms, _epoch_to_ms(number))
+    elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        epoch_ms = _epoch_to_ms(pc.cast(column, pa.float64()))
+    else:
+        rejections.add(pc.is_valid(column), "ts: unrecognized timestamp format", "ts")
+    values = pc.fill_null(epoch_ms, 0.0).to_numpy()
+    rejections.add(pc.is_valid(column).to_numpy(zero_copy_only=False)
+                   & ((values < MIN_TS_MS) | (values >= MAX_TS_MS)), "ts: out of range (2000..2100)", "ts")
+    return pa.array(values.astype(np.int64)).cast(TS_TYPE)
+
+
+def _epoch_to_ms(number: pa.Array) -> pa.Array:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
+    values = number.to_numpy(zero_copy_only=False)
+    magnitude = np.abs(np.nan_to_num(values))
+    scale = np.select([magnitude < 1e11, magnitude < 1e14, magnitude < 1e17], [1000.0, 1.0, 1e-3], 1e-6)
+    return pa.array(values * scale, mask=np.isnan(values))
+
+
+def _attributes(table: pa.Table) -> pa.Array:
+    """Unknown fields as a string map; the slow decode path already built one."""
+    n = table.num_rows
+    base = _column(table, "attributes")
+    if base is not None and base.type != pa.map_(pa.string(), pa.string()):
+        base = None  # a producer's own "attributes" object is kept as one extra field
+    extras = [name for name in table.column_names
+              if name not in _KNOWN or (name == "attributes" and base is None and _column(table, name) is not None)]
+    if not extras:
+        return base if base is not None else pa.array([[]] * n, type=pa.map_(pa.string(), pa.string()))
+    texts, valid = [], []
+    for name in extras:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_nested(column.type):
+            column = pa.array([None if v is None else orjson.dumps(v).decode() for v in column.to_pylist()],
+                              type=pa.string())
+        elif pa.types.is_null(column.type):
+            column = pa.nulls(n, pa.string())
+        else:
+            column = pc.cast(column, pa.string())
+        texts.append(column)
+        valid.append(column.is_valid().to_numpy(zero_copy_only=False))
+    valid_matrix = np.column_stack(valid)
+    rows, cols = np.nonzero(valid_matrix)  # row-major: entries come out grouped by row
+    offsets = np.concatenate([[0], np.cumsum(valid_matrix.sum(axis=1))]).astype(np.int32)
+    keys = pa.array(extras).take(pa.array(cols))
+    items = pa.concat_arrays(texts).take(pa.array(cols.astype(np.int64) * n + rows))
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, items)
+
+
+def _strings(table: pa.Table, name: str, transform=None) -> pa.Array:
+    column = _text(table, name)
+    if transform is not None:
+        column = transform(column)
+    return pc.fill_null(column, "")
+
+
+def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] | None = None,
+                   now_ms: int | None = None, raw_lines: list[bytes] | None = None,
+                   ) -> tuple[pa.Table, list[BadRecord]]:
+    """Coerce raw wire columns to the fact schema.
+
+    Returns the good rows (``FACT_SCHEMA``) and one ``BadRecord`` per rejected row, with its
+    raw payload re-serialized and the first reason it failed.
+    """
+    n = raw.num_rows
+    rejections = _Rejections(n)
+    ts = _timestamps(raw, rejections)
+
+    service = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(_text(raw, "service"), "")))
+    rejections.add(pc.equal(service, ""), "service: missing", "service")
+
+    status_num = _number(raw, "status", rejections)
+    status_values = pc.fill_null(status_num, 0).to_numpy(zero_copy_only=False)
+    rejections.add((status_values != 0) & ((status_values < 100) | (status_values > 599)
+                                           | (status_values != np.round(status_values))),
+                   "status: not an HTTP status (100-599)", "status")
+    status = np.clip(np.nan_to_num(status_values), 0, 65535).astype(np.uint16)
+
+    latency = pc.fill_null(_number(raw, "latency_ms", rejections), 0.0).to_numpy(zero_copy_only=False)
+    rejections.add((latency < 0) | ~np.isfinite(latency), "latency_ms: negative or not finite", "latency_ms")
+    size = pc.fill_null(_number(raw, "bytes", rejections), 0.0).to_numpy(zero_copy_only=False)
+    rejections.add((size < 0) | ~np.isfinite(size), "bytes: negative or not finite", "bytes")
+
+    level = pc.utf8_upper(pc.utf8_trim_whitespace(_text(raw, "level")))
+    for alias, canonical in _LEVEL_ALIASES.items():
+        level = pc.if_else(pc.equal(level, alias), canonical, level)
+    derived_level = pa.array(np.where(status >= 500, "ERROR", np.where(status >= 400, "WARN", "INFO")))
+    level = pc.if_else(pc.or_kleene(pc.is_null(level), pc.equal(level, "")), derived_level, level)
+    rejections.add(pc.invert(pc.is_in(level, pa.array(LEVELS))), f"level: not one of {', '.join(LEVELS)}", "level")
+
+    kind = pc.utf8_lower(pc.utf8_trim_whitespace(_text(raw, "kind")))
+    derived_kind = pa.array(np.where(status > 0, "request", "app_error"))
+    kind = pc.if_else(pc.or_kleene(pc.is_null(kind), pc.equal(kind, "")), derived_kind, kind)
+    rejections.add(pc.invert(pc.is_in(kind, pa.array(KINDS))), f"kind: not one of {', '.join(KINDS)}", "kind")
+
+    event_id = _text(raw, "event_id")
+    missing_id = pc.or_kleene(pc.is_null(event_id), pc.equal(event_id, "")).to_numpy(zero_copy_only=False)
+    if missing_id.any():
+        from logpipe.simulator.generator import random_hex
+
+        generated = random_hex(np.random.default_rng(), n, 16)
+        event_id = pc.if_else(pa.array(missing_id), generated, event_id)
+
+    ok = rejections.ok
+    bad = _render_bad(raw, rejections, row_index, raw_lines) if not ok.all() else []
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    offsets = (provenance.offsets[np.asarray(row_index, dtype=np.int64) if row_index is not None else slice(None)]
+               if provenance.offsets is not None else np.full(n, -1, dtype=np.int64))
+    facts = pa.table({
+        "event_id": event_id,
+        "ts": ts,
+        "ingest_ts": pa.array(np.full(n, now_ms, dtype=np.int64)).cast(TS_TYPE),
+        "service": service,
+        "kind": kind,
+        "level": level,
+        "method": _strings(raw, "method", pc.utf8_upper),
+        "endpoint": _strings(raw, "endpoint"),
+        "status": pa.array(status, type=pa.uint16()),
+        "latency_ms": pa.array(latency.astype(np.float32)),
+        "bytes": pa.array(np.clip(np.nan_to_num(size), 0, None).astype(np.uint64)),
+        "user_id": _strings(raw, "user_id"),
+        "trace_id": _strings(raw, "trace_id"),
+        "client_ip": _strings(raw, "client_ip"),
+        "host": _strings(raw, "host"),
+        "region": _strings(raw, "region"),
+        "error_code": _strings(raw, "error_code"),
+        "message": _strings(raw, "message"),
+        "attributes": _attributes(raw),
+        "source": pa.array(np.full(n, provenance.source, dtype=object), type=pa.string()),
+        "topic": pa.array(np.full(n, provenance.topic, dtype=object), type=pa.string()),
+        "partition": pa.array(np.full(n, provenance.partition, dtype=np.int32)),
+        "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
+    })
+    facts = facts.cast(FACT_SCHEMA)
+    if not ok.all():
+        facts = facts.filter(pa.array(ok))
+    return facts, bad
+
+
+def _render_bad(raw: pa.Table, rejections: _Rejections, row_index: list[int] | None,
+                raw_lines: list[bytes] | None) -> list[BadRecord]:
+    rows = np.flatnonzero(~rejections.ok)
+    subset = raw.take(pa.array(rows)).to_pylist()
+    bad = []
+    for row, record in zip(rows, subset, strict=True):
+        code = rejections.reason[row]
+        record = {k: v for k, v in record.items() if v is not None and v != []}
+        field = rejections.fields[code]
+        message = rejections.messages[code]
+        if field is not None and field in record:
+            message = f"{message} (got {record[field]!r})"
+        position = row_index[row] if row_index is not None else int(row)
+        text = (raw_lines[row].decode("utf-8", "replace") if raw_lines is not None
+                else orjson.dumps(record, default=str).decode())
+        bad.append(BadRecord(position, text, message))
+    return bad
+
+
+def normalize_ndjson(payload: bytes, provenance: Provenance, now_ms: int | None = None) -> Normalized:
+    """Decode and normalize one NDJSON payload: the processor's whole per-batch transform."""
+    decoded: DecodedBatch = decode_ndjson(payload)
+    facts, bad = parse_fact_log(decoded.table, provenance, decoded.row_index, now_ms, decoded.raw_lines)
+    dead = sorted(decoded.bad + bad, key=lambda b: b.index)
+    return Normalized(facts, dead, decoded.record_count)
+
+
+def dead_letter_table(records: list[BadRecord], provenance: Provenance, now_ms: int | None = None) -> pa.Table:
+    """Dead-letter rows for ``records``, stamped with where they came from."""
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    n = len(records)
+    positions = np.array([r.index for r in records], dtype=np.int64)
+    offsets = (provenance.offsets[positions] if provenance.offsets is not None and n
+               else np.full(n, -1, dtype=np.int64))
+    return pa.table({
+        "ingest_ts": pa.array(np.full(n, now_ms, dtype=np.int64)).cast(TS_TYPE),
+        "source": pa.array([provenance.source] * n, type=pa.string()),
+        "topic": pa.array([provenance.topic] * n, type=pa.string()),
+        "partition": pa.array(np.full(n, provenance.partition, dtype=np.int32)),
+        "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
+        "reason": pa.array([r.reason for r in records], type=pa.string()),
+        "raw": pa.array([r.raw for r in records], type=pa.string()),
+    }, schema=DEAD_LETTER_SCHEMA)

@@ -1,0 +1,239 @@
+"""The embedded stream processor: channel in, normalized batches out to the sinks.
+
+One thread decodes and normalizes each payload as it arrives (pyarrow releases the GIL for
+most of that work) and accumulates fact rows; the ``Checkpoint`` writes them when the batch is
+big enough, old enough, or someone is waiting for it and nothing else is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from logpipe import metrics
+from logpipe.events import Provenance
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
+from logpipe.processing.sink import Sink
+from logpipe.transport.channel import Channel, Envelope, IngestResult
+from logpipe.transport.wire import BadRecord
+from logpipe.warehouse.store import StoreError, classify
+
+log = logging.getLogger(__name__)
+MAX_ERRORS_REPORTED = 100
+
+
+@dataclass
+class PendingBatch:
+    facts: list[pa.Table] = field(default_factory=list)
+    dead_letters: list[pa.Table] = field(default_factory=list)
+    acks: list[tuple[Future[IngestResult], IngestResult]] = field(default_factory=list)
+    rows: int = 0
+    opened_at: float = 0.0
+
+    def add(self, facts: pa.Table, dead: pa.Table, ack: tuple[Future[IngestResult], IngestResult] | None) -> None:
+        if not self.facts and not self.dead_letters and not self.acks:
+            self.opened_at = time.monotonic()
+        if facts.num_rows:
+            self.facts.append(facts)
+        if dead.num_rows:
+            self.dead_letters.append(dead)
+        if ack is not None:
+            self.acks.append(ack)
+        self.rows += facts.num_rows
+
+    @property
+    def empty(self) -> bool:
+        return not self.facts and not self.dead_letters and not self.acks
+
+
+class Checkpoint:
+    """Owns the commit order, so no source is acknowledged before its rows are durable.
+
+    ``commit`` does, in this order and nothing else:
+
+    1. write the fact rows to the fact sink (retrying retryable errors with the same token);
+       rows the store rejects permanently become dead letters with the store's reason;
+    2. write the dead letters to the dead-letter sink, same retry rule;
+    3. acknowledge the sources: resolve the futures HTTP requests wait on (with accepted,
+       rejected and reasons), or, with Kafka, commit the offsets (a subclass adds that step);
+    4. forget the batch.
+
+    If a write keeps failing until ``give_up_at``, the sources are failed (HTTP 503) instead
+    of acknowledged: nothing unacknowledged is lost silently, nothing is acknowledged unwritten.
+    """
+
+    def __init__(self, fact_sink: Sink, dead_letter_sink: Sink, config: ProcessorConfig):
+        self.fact_sink = fact_sink
+        self.dead_letter_sink = dead_letter_sink
+        self.config = config
+        self.run_id = uuid.uuid4().hex[:12]
+        self.sequence = 0
+        self.last_error: str | None = None
+        self.stopping = threading.Event()
+
+    def _token(self, kind: str) -> str:
+        return f"{self.run_id}:{self.sequence}:{kind}"
+
+    def _write(self, sink: Sink, table: pa.Table, token: str, give_up_at: float | None) -> None:
+        delay = self.config.retry_initial_s
+        while True:
+            try:
+                sink.write(table, token)
+                self.last_error = None
+                return
+            except Exception as exc:
+                error = classify(exc)
+                self.last_error = f"{sink.name}: {error}"
+                if not error.retryable:
+                    raise error from exc
+                if give_up_at is not None and time.monotonic() + delay > give_up_at:
+                    raise error from exc
+                log.warning("%s write failed, retrying in %.1fs: %s", sink.name, delay, error)
+                time.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
+
+    def commit(self, batch: PendingBatch, give_up_at: float | None = None) -> None:
+        self.sequence += 1
+        dead = list(batch.dead_letters)
+        try:
+            if batch.facts:
+                facts = pa.concat_tables(batch.facts)
+                try:
+                    self._write(self.fact_sink, facts, self._token("facts"), give_up_at)
+                    newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
+                    metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
+                except StoreError as exc:
+                    if exc.retryable:
+                        raise
+                    dead.append(_facts_as_dead_letters(facts, f"rejected by ClickHouse: {exc}"))
+                    for _, result in batch.acks:
+                        result.rejected += result.accepted
+                        result.accepted = 0
+            if dead:
+                self._write(self.dead_letter_sink, pa.concat_tables(dead), self._token("dead"), give_up_at)
+        except StoreError as exc:
+            for future, _ in batch.acks:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for future, result in batch.acks:
+            if not future.done():
+                future.set_result(result)
+
+
+def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
+    import orjson
+
+    records = [BadRecord(i, orjson.dumps(row, default=str).decode(), reason)
+               for i, row in enumerate(facts.to_pylist())]
+    return dead_letter_table(records, Provenance("processor"))
+
+
+class Processor:
+    def __init__(self, channel: Channel, fact_sink: Sink, dead_letter_sink: Sink, config: ProcessorConfig):
+        self.channel = channel
+        self.config = config
+        self.checkpoint = Checkpoint(fact_sink, dead_letter_sink, config)
+        self.pending = PendingBatch()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self.exceptions = 0
+        metrics.register_component("processor")
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="logpipe-processor", daemon=True)
+        self._thread.start()
+        metrics.COMPONENT_UP.labels(component="processor").set(1)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._paused.is_set()
+
+    def pause(self) -> None:
+        """Stop taking from the channel (for operators and failure drills); intake backs up."""
+        self._paused.set()
+        metrics.COMPONENT_UP.labels(component="processor").set(0)
+
+    def resume(self) -> None:
+        self._paused.clear()
+        metrics.COMPONENT_UP.labels(component="processor").set(1)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain what is queued, commit it, then stop."""
+        self._paused.clear()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        metrics.COMPONENT_UP.labels(component="processor").set(0)
+
+    def _run(self) -> None:
+        while True:
+            if self._paused.is_set():
+                time.sleep(0.05)
+                continue
+            stopping = self._stop.is_set()
+            envelope = self.channel.get(timeout=0.05)
+            if envelope is not None:
+                self._process(envelope)
+            elif stopping:
+                break
+            metrics.QUEUE_EVENTS.labels(component="processor").set(self.channel.events)
+            if self._due():
+                self._commit()
+        if not self.pending.empty:
+            self._commit(give_up_after_s=10.0)
+
+    def _due(self) -> bool:
+        batch = self.pending
+        if batch.empty:
+            return False
+        if batch.rows >= self.config.batch_max_rows:
+            return True
+        if time.monotonic() - batch.opened_at >= self.config.flush_interval_s:
+            return True
+        return bool(batch.acks) and self.channel.empty()
+
+    def _commit(self, give_up_after_s: float | None = None) -> None:
+        batch, self.pending = self.pending, PendingBatch()
+        give_up_at = None
+        if give_up_after_s is not None:
+            give_up_at = time.monotonic() + give_up_after_s
+        elif batch.acks:
+            # Someone is waiting: fail them within their timeout rather than hold them forever.
+            give_up_at = time.monotonic() + 20.0
+        try:
+            self.checkpoint.commit(batch, give_up_at)
+        except StoreError as exc:
+            self.exceptions += 1
+            log.error("batch not written: %s", exc)
+
+    def _process(self, envelope: Envelope) -> None:
+        provenance = envelope.provenance
+        metrics.EVENTS_RECEIVED.labels(component="processor").inc(envelope.events)
+        try:
+            normalized = normalize_ndjson(envelope.payload, provenance)
+            facts, dead_records, records = normalized.facts, normalized.dead_letters, normalized.record_count
+        except Exception as exc:  # a bug must not lose the payload: it becomes a dead letter
+            self.exceptions += 1
+            self.checkpoint.last_error = f"processor: {exc!r}"
+            log.exception("normalization failed")
+            facts = pa.table({})
+            dead_records = [BadRecord(0, envelope.payload.decode("utf-8", "replace"), f"processor error: {exc!r}")]
+            records = envelope.events
+        dead = dead_letter_table(dead_records, provenance) if dead_records else pa.table({})
+        metrics.EVENTS_SENT.labels(component="processor").inc(facts.num_rows)
+        metrics.EVENTS_ERRORS.labels(component="processor").inc(len(dead_records))
+        ack = None
+        if envelope.ack is not None:
+            errors = [{"index": r.index, "reason": r.reason} for r in dead_records[:MAX_ERRORS_REPORTED]]
+            ack = (envelope.ack, IngestResult(records - len(dead_records), len(dead_records), errors))
+        self.pending.add(facts, dead, ack)

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    rate: float = 2000.0  # events per second, the daily mean when diurnal
+    seed: int | None = None
+    speed: float = 1.0  # simulated seconds per wall second
+    diurnal: bool = True
+    running: bool = True
+    tick_s: float = 0.1  # one batch per tick

@@ -1,0 +1,33 @@
+-- One row per service log event. Columns mirror logpipe.events.FACT_FIELDS (a test proves it).
+-- ORDER BY (service, ts): every dashboard panel filters on a time range and most on a service.
+CREATE TABLE IF NOT EXISTS {{database}}.fact_log
+(
+    event_id    String CODEC(ZSTD(1)),
+    ts          DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    ingest_ts   DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    service     LowCardinality(String),
+    kind        LowCardinality(String),
+    level       LowCardinality(String),
+    method      LowCardinality(String),
+    endpoint    LowCardinality(String),
+    status      UInt16 CODEC(T64, ZSTD(1)),
+    latency_ms  Float32 CODEC(ZSTD(1)),
+    bytes       UInt64 CODEC(T64, ZSTD(1)),
+    user_id     String CODEC(ZSTD(1)),
+    trace_id    String CODEC(ZSTD(1)),
+    client_ip   String CODEC(ZSTD(1)),
+    host        LowCardinality(String),
+    region      LowCardinality(String),
+    error_code  LowCardinality(String),
+    message     String CODEC(ZSTD(3)),
+    attributes  Map(String, String) CODEC(ZSTD(1)),
+    source      LowCardinality(String),
+    topic       LowCardinality(String),
+    partition   Int32 CODEC(T64, ZSTD(1)),
+    offset      Int64 CODEC(Delta, ZSTD(1))
+)
+ENGINE = MergeTree
+PARTITION BY toDate(ts)
+ORDER BY (service, ts)
+TTL toDateTime(ts) + INTERVAL {{retention_days}} DAY
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000

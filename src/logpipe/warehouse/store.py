@@ -1,0 +1,164 @@
+"""The ClickHouse store: one clickhouse-connect client for the embedded engine (chdb) and for servers.
+
+One process owns an embedded data directory; other processes reach it through that
+process's HTTP API (``POST /v1/query``), never by opening the directory themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+import pyarrow as pa
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from logpipe.warehouse.config import WarehouseConfig
+
+# Server error codes that retrying cannot fix: the data or the statement is wrong.
+PERMANENT_ERROR_CODES = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    8,    # THERE_IS_NO_COLUMN
+    16,   # NO_SUCH_COLUMN_IN_TABLE
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,   # ATTEMPT_TO_READ_AFTER_EOF
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    43,   # ILLEGAL_TYPE_OF_ARGUMENT
+    47,   # UNKNOWN_IDENTIFIER
+    53,   # TYPE_MISMATCH
+    60,   # UNKNOWN_TABLE
+    62,   # SYNTAX_ERROR
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    81,   # UNKNOWN_DATABASE
+    117,  # INCORRECT_DATA
+    164,  # READONLY
+    497,  # ACCESS_DENIED
+})
+
+
+class StoreError(Exception):
+    def __init__(self, message: str, code: int | None, retryable: bool):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def classify(exc: BaseException) -> StoreError:
+    """The one place that decides whether a store error is worth retrying."""
+    if isinstance(exc, StoreError):
+        return exc
+    code = getattr(exc, "code", None)
+    if isinstance(exc, OperationalError):
+        return StoreError(f"ClickHouse unreachable: {exc}", code, True)
+    if isinstance(exc, ClickHouseError | DatabaseError) and code is not None:
+        return StoreError(str(exc), int(code), int(code) not in PERMANENT_ERROR_CODES)
+    if isinstance(exc, OSError | TimeoutError):
+        return StoreError(f"ClickHouse transport error: {exc}", None, True)
+    return StoreError(f"{type(exc).__name__}: {exc}", code, False)
+
+
+def schema_statements(database: str, retention_days: int) -> list[tuple[str, str]]:
+    """The DDL files of ``warehouse/sql`` in order, with their parameters filled in."""
+    folder = resources.files("logpipe.warehouse") / "sql"
+    statements = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            text = entry.read_text().replace("{{database}}", database)
+            text = text.replace("{{retention_days}}", str(int(retention_days)))
+            statements.append((entry.name, text.strip().rstrip(";")))
+    return statements
+
+
+class Store:
+    def __init__(self, config: WarehouseConfig):
+        self.config = config
+        self.database = config.database
+        self._lock = threading.RLock()
+        if config.embedded:
+            config.embedded_path.mkdir(parents=True, exist_ok=True)
+            self._client = clickhouse_connect.get_client(interface="chdb", path=str(config.embedded_path))
+        else:
+            parsed = urlparse(config.url)
+            self._client = clickhouse_connect.get_client(
+                interface=parsed.scheme or "http", host=parsed.hostname or "localhost",
+                port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                username=parsed.username or "default", password=parsed.password or "",
+                autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60)
+
+    @property
+    def embedded(self) -> bool:
+        return self.config.embedded
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        # chdb is one engine per process; serializing calls keeps its connection handle safe.
+        with self._lock:
+            try:
+                yield self._client
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise classify(exc) from exc
+
+    def apply_schema(self) -> list[str]:
+        """Create what is missing; safe to run at every start."""
+        applied = []
+        with self._session() as client:
+            for name, statement in schema_statements(self.database, self.config.retention_days):
+                client.command(statement)
+                applied.append(name)
+        return applied
+
+    def insert(self, table: str, data: pa.Table, token: str | None = None) -> None:
+        """Insert an Arrow table; the same token makes a retried insert a no-op."""
+        settings = ({"insert_deduplication_token": token, "insert_deduplicate": 1,
+                     "deduplicate_blocks_in_dependent_materialized_views": 1} if token else {})
+        with self._session() as client:
+            client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
+
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
+        settings = {"readonly": 1} if readonly else {}
+        with self._session() as client:
+            return client.query_arrow(sql, parameters=parameters, settings=settings, use_strings=True)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True,
+                   ) -> tuple[list[str], list[tuple]]:
+        settings = {"readonly": 1} if readonly else {}
+        with self._session() as client:
+            result = client.query(sql, parameters=parameters, settings=settings)
+            return list(result.column_names), result.result_rows
+
+    def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        rows = self.query_rows(sql, parameters)[1]
+        return rows[0][0] if rows else None
+
+    def command(self, sql: str) -> Any:
+        with self._session() as client:
+            return client.command(sql)
+
+    def ping(self) -> bool:
+        try:
+            with self._session() as client:
+                return bool(client.ping()) if not self.embedded else client.command("SELECT 1") == 1
+        except StoreError:
+            return False
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.ping():
+            if time.monotonic() > deadline:
+                raise StoreError(f"ClickHouse at {self.config.url or self.config.embedded_path} is not answering",
+                                 None, True)
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
