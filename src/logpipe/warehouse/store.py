@@ -82,27 +82,35 @@ class Store:
         self.config = config
         self.database = config.database
         self._lock = threading.RLock()
+        self._client = self._connect()
+        # Reads go through their own client whose session is readonly=1 for good: a per-query
+        # setting would stick to the embedded engine's session after an error.
+        self._reader = self._connect(readonly=True)
+
+    def _connect(self, readonly: bool = False) -> Any:
+        config = self.config
+        settings = {"readonly": 1} if readonly else {}
         if config.embedded:
             config.embedded_path.mkdir(parents=True, exist_ok=True)
-            self._client = clickhouse_connect.get_client(interface="chdb", path=str(config.embedded_path))
-        else:
-            parsed = urlparse(config.url)
-            self._client = clickhouse_connect.get_client(
-                interface=parsed.scheme or "http", host=parsed.hostname or "localhost",
-                port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-                username=parsed.username or "default", password=parsed.password or "",
-                autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60)
+            return clickhouse_connect.get_client(interface="chdb", path=str(config.embedded_path),
+                                                 settings=settings)
+        parsed = urlparse(config.url)
+        return clickhouse_connect.get_client(
+            interface=parsed.scheme or "http", host=parsed.hostname or "localhost",
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=parsed.username or "default", password=parsed.password or "",
+            autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60, settings=settings)
 
     @property
     def embedded(self) -> bool:
         return self.config.embedded
 
     @contextmanager
-    def _session(self) -> Iterator[Any]:
-        # chdb is one engine per process; serializing calls keeps its connection handle safe.
+    def _session(self, readonly: bool = False) -> Iterator[Any]:
+        # chdb is one engine per process; serializing calls keeps its connection handles safe.
         with self._lock:
             try:
-                yield self._client
+                yield self._reader if readonly else self._client
             except StoreError:
                 raise
             except Exception as exc:
@@ -125,15 +133,13 @@ class Store:
             client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
-        settings = {"readonly": 1} if readonly else {}
-        with self._session() as client:
-            return client.query_arrow(sql, parameters=parameters, settings=settings, use_strings=True)
+        with self._session(readonly) as client:
+            return client.query_arrow(sql, parameters=parameters, use_strings=True)
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True,
                    ) -> tuple[list[str], list[tuple]]:
-        settings = {"readonly": 1} if readonly else {}
-        with self._session() as client:
-            result = client.query(sql, parameters=parameters, settings=settings)
+        with self._session(readonly) as client:
+            result = client.query(sql, parameters=parameters)
             return list(result.column_names), result.result_rows
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -161,4 +167,5 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            self._reader.close()
             self._client.close()

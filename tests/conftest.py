@@ -1,0 +1,96 @@
+"""Fixtures for real components. chdb allows one engine path per process, so the whole session
+shares one embedded store directory and each test gets its own database in it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from logpipe.warehouse.config import WarehouseConfig
+from logpipe.warehouse.store import Store
+
+LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def store(store_dir: Path) -> Iterator[Store]:
+    database = f"t_{uuid.uuid4().hex[:10]}"
+    store = Store(WarehouseConfig(data_dir=store_dir, database=database))
+    store.apply_schema()
+    yield store
+    store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningLogpipe:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str]):
+        self.data_dir, self.port, self.env = data_dir, port, env
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = data_dir / f"logpipe-{port}-{time.time_ns()}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 60.0) -> RunningLogpipe:
+        env = {**os.environ, "LOGPIPE_HTTP_PORT": str(self.port), "LOGPIPE_DATA_DIR": str(self.data_dir),
+               **self.env}
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"logpipe up exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"logpipe up did not become healthy: {self.log_path.read_text()}")
+
+    def query(self, sql: str) -> list[list]:
+        response = httpx.post(f"{self.base}/v1/query", content=sql.encode(), timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["rows"]
+
+    def stop(self, sig: int | None = None, timeout_s: float = 60.0) -> int:
+        import signal
+
+        assert self.process is not None
+        self.process.send_signal(sig or signal.SIGTERM)
+        code = self.process.wait(timeout_s)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def logpipe_factory(tmp_path: Path) -> Iterator:
+    running: list[RunningLogpipe] = []
+
+    def start(data_dir: Path | None = None, port: int | None = None, **env: str) -> RunningLogpipe:
+        instance = RunningLogpipe(data_dir or tmp_path, port or free_port(), env).start()
+        running.append(instance)
+        return instance
+
+    yield start
+    for instance in running:
+        if instance.process and instance.process.poll() is None:
+            instance.process.kill()
+            instance.process.wait()

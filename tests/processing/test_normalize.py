@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from logpipe.events import FACT_SCHEMA, Provenance
+from logpipe.processing.normalize import normalize_ndjson
+from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.wire import encode_ndjson
+
+HTTP = Provenance("http")
+
+
+def _one(record: dict | str):
+    line = record if isinstance(record, str) else orjson.dumps(record).decode()
+    return normalize_ndjson(line.encode() + b"\n", HTTP)
+
+
+VALID = [
+    ({"ts": "2026-01-02T03:04:05.678Z", "service": "auth", "status": 200, "latency_ms": 12.5},
+     {"ts": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), "service": "auth", "status": 200,
+      "level": "INFO", "kind": "request", "latency_ms": 12.5}),
+    ({"ts": "2026-01-02 03:04:05", "service": " Order ", "status": "503"},
+     {"ts": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "service": "order", "status": 503, "level": "ERROR"}),
+    ({"ts": "2026-01-02T12:00:00+09:00", "service": "pay", "status": 404},
+     {"ts": datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC), "level": "WARN"}),
+    ({"ts": 1767323045, "service": "notify"},
+     {"ts": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "kind": "app_error", "status": 0}),
+    ({"ts": 1767323045123, "service": "notify", "level": "warning", "method": "post"},
+     {"ts": datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC), "level": "WARN", "method": "POST"}),
+    ({"ts": "1767323045", "service": "x", "latency_ms": "7.25", "bytes": 10},
+     {"ts": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "latency_ms": 7.25, "bytes": 10}),
+    ({"ts": "2026-01-02T03:04Z", "service": "x", "region": "eu", "custom": 5, "tags": ["a"]},
+     {"ts": datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "region": "eu",
+      "attributes": [("custom", "5"), ("tags", '["a"]')]}),
+    ({"event_id": "e-1", "ts": "2026-01-02T03:04:05Z", "service": "x", "message": "line1\nline2 \"q\""},
+     {"event_id": "e-1", "message": "line1\nline2 \"q\""}),
+]
+
+
+@pytest.mark.parametrize(("record", "expected"), VALID)
+def test_valid_and_edge_records(record, expected):
+    result = _one(record)
+    assert result.dead_letters == []
+    row = result.facts.to_pylist()[0]
+    for key, value in expected.items():
+        if key == "attributes":
+            assert sorted(row[key]) == sorted(value)
+        else:
+            assert row[key] == value, key
+    assert row["event_id"]
+    assert row["source"] == "http" and row["partition"] == -1
+
+
+MALFORMED = [
+    ('{"ts": "2026-01-02T03:04:05Z", "service": "x"', "invalid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('"just a string"', "not a JSON object"),
+    ({"service": "x"}, "ts: missing"),
+    ({"ts": "yesterday", "service": "x"}, "ts: unrecognized timestamp format"),
+    ({"ts": 1, "service": "x"}, "ts: out of range"),
+    ({"ts": "2026-01-02T03:04:05Z"}, "service: missing"),
+    ({"ts": "2026-01-02T03:04:05Z", "service": "x", "status": 999}, "status: not an HTTP status"),
+    ({"ts": "2026-01-02T03:04:05Z", "service": "x", "status": "abc"}, "status: not a number"),
+    ({"ts": "2026-01-02T03:04:05Z", "service": "x", "latency_ms": -3}, "latency_ms: negative"),
+    ({"ts": "2026-01-02T03:04:05Z", "service": "x", "level": "LOUD"}, "level: not one of"),
+    ({"ts": "2026-01-02T03:04:05Z", "service": "x", "kind": "metric"}, "kind: not one of"),
+]
+
+
+@pytest.mark.parametrize(("record", "reason"), MALFORMED)
+def test_malformed_records_become_dead_letters_with_reason(record, reason):
+    result = _one(record)
+    assert result.facts.num_rows == 0
+    assert len(result.dead_letters) == 1
+    bad = result.dead_letters[0]
+    assert bad.reason.startswith(reason), bad.reason
+    if isinstance(record, str):
+        assert bad.raw == record
+    else:
+        assert orjson.loads(bad.raw) == record
+
+
+def test_bad_records_do_not_take_the_batch_down_and_keep_their_positions():
+    lines = [orjson.dumps({"ts": "2026-01-02T03:04:05Z", "service": "s", "event_id": str(i)}) for i in range(10)]
+    lines[3] = b"{broken"
+    lines[7] = orjson.dumps({"ts": "2026-01-02T03:04:05Z", "service": "s", "status": 42})
+    result = normalize_ndjson(b"\n".join(lines) + b"\n", HTTP)
+    assert result.facts["event_id"].to_pylist() == ["0", "1", "2", "4", "5", "6", "8", "9"]
+    assert [b.index for b in result.dead_letters] == [3, 7]
+    assert result.record_count == 10
+
+
+def test_simulated_batches_round_trip_through_the_wire_format():
+    table = TrafficGenerator(seed=1).generate(5_000, 1_767_000_000, 1_767_000_010)
+    result = normalize_ndjson(encode_ndjson(table), Provenance("simulator"))
+    assert result.dead_letters == []
+    assert result.facts.schema == FACT_SCHEMA
+    for name in table.column_names:
+        assert result.facts[name].to_pylist() == table[name].to_pylist(), name

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import re
+import time
+
+import pyarrow as pa
+import pytest
+
+from logpipe.events import DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
+from logpipe.processing.normalize import normalize_ndjson
+from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.wire import encode_ndjson
+from logpipe.warehouse.store import StoreError, schema_statements
+
+
+def _columns(store, table):
+    return store.query_rows(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+        "ORDER BY position", {"db": store.database, "t": table})[1]
+
+
+def test_fact_log_ddl_equals_the_event_model(store):
+    assert _columns(store, "fact_log") == [(f.name, f.clickhouse) for f in FACT_FIELDS]
+
+
+def test_dead_letter_ddl_equals_the_model(store):
+    assert _columns(store, "dead_letter") == [(name, ch) for name, _, ch in DEAD_LETTER_FIELDS]
+
+
+def test_schema_apply_is_idempotent(store):
+    assert store.apply_schema() == store.apply_schema()
+
+
+def test_schema_files_name_retention_and_dedup_window():
+    text = "\n".join(sql for _, sql in schema_statements("analytics", 7))
+    assert "INTERVAL 7 DAY" in text
+    assert "ttl_only_drop_parts = 1" in text
+    assert len(re.findall(r"non_replicated_deduplication_window", text)) == 3
+
+
+def _facts(n: int, seed: int = 1) -> pa.Table:
+    now = time.time()
+    table = TrafficGenerator(seed=seed).generate(n, now - 60, now)
+    return normalize_ndjson(encode_ndjson(table), Provenance("simulator")).facts
+
+
+def test_retried_insert_with_same_token_stores_once_in_facts_and_rollups(store):
+    facts = _facts(20_000)
+    assert facts.schema == FACT_SCHEMA
+    store.insert("fact_log", facts, "batch-1")
+    store.insert("fact_log", facts, "batch-1")
+    db = store.database
+    assert store.scalar(f"SELECT count() FROM {db}.fact_log") == facts.num_rows
+    assert store.scalar(f"SELECT sum(events) FROM {db}.fact_log_1m") == facts.num_rows
+    store.insert("fact_log", facts, "batch-2")
+    assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 2 * facts.num_rows
+
+
+def test_rollup_agrees_with_raw_rows(store):
+    facts = _facts(30_000, seed=2)
+    store.insert("fact_log", facts, "t")
+    db = store.database
+    raw = store.query_rows(f"SELECT service, countIf(status >= 500), countIf(kind = 'request') FROM {db}.fact_log "
+                           "GROUP BY service ORDER BY service")[1]
+    rolled = store.query_rows(f"SELECT service, sum(errors_5xx), sum(requests) FROM {db}.fact_log_1m "
+                              "GROUP BY service ORDER BY service")[1]
+    assert raw == rolled
+
+
+def test_readonly_queries_refuse_writes_with_a_permanent_error(store):
+    with pytest.raises(StoreError) as info:
+        store.query_rows(f"INSERT INTO {store.database}.dead_letter (reason) VALUES ('x')")
+    assert info.value.code == 164 and not info.value.retryable
