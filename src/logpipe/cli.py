@@ -180,7 +180,7 @@ def query(
         result = response.json()
         columns, rows = result["columns"], result["rows"]
     except httpx.ConnectError:
-        if url or settings.clickhouse_url == "" and not settings.warehouse().embedded_path.exists():
+        if url or (settings.clickhouse_url == "" and not settings.warehouse().embedded_path.exists()):
             console.print(f"[red]no logpipe process answers at {url or _api_base(settings)}[/red]")
             raise typer.Exit(1) from None
         from logpipe.warehouse.store import Store, StoreError

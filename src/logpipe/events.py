@@ -8,10 +8,9 @@ column list in ``warehouse/sql/010_fact_log.sql``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 from enum import StrEnum
 
+import numpy as np
 import pyarrow as pa
 
 

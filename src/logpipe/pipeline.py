@@ -60,6 +60,7 @@ class Pipeline:
         self.store.wait_ready()
         self.store.apply_schema()
         metrics.COMPONENT_UP.labels(component="store").set(1)
+        metrics.COMPONENT_UP.labels(component="gateway").set(1)
         self.processor.start()
         self.simulator.start()
         log.info("pipeline started")

@@ -17,6 +17,8 @@ class ClickHouseSink:
         self.table = table
         self.name = name
         metrics.register_component(name)
+        metrics.WRITE_SECONDS.labels(component=name)
+        metrics.BATCH_ROWS.labels(component=name)
 
     def write(self, batch: pa.Table, token: str) -> None:
         if batch.num_rows == 0:
