@@ -38,7 +38,7 @@ class ShuttingDown(Exception):
 
 
 def _count_ingest_result(future: Future[IngestResult]) -> None:
-    if future.exception() is None:
+    if not future.cancelled() and future.exception() is None:
         result = future.result()
         metrics.EVENTS_SENT.labels(component="gateway").inc(result.accepted)
         metrics.EVENTS_ERRORS.labels(component="gateway").inc(result.rejected)

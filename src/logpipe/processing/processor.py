@@ -145,6 +145,7 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._idle = threading.Event()  # set while the loop honours a pause
         self.exceptions = 0
         metrics.register_component("processor")
 
@@ -158,9 +159,13 @@ class Processor:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._paused.is_set()
 
-    def pause(self) -> None:
-        """Stop taking from the channel (for operators and failure drills); intake backs up."""
+    def pause(self, timeout_s: float = 5.0) -> None:
+        """Stop taking from the channel (for operators and failure drills); intake backs up.
+
+        Returns once the loop has stopped taking, so nothing is taken after this call."""
+        self._idle.clear()
         self._paused.set()
+        self._idle.wait(timeout_s)
         metrics.COMPONENT_UP.labels(component="processor").set(0)
 
     def resume(self) -> None:
@@ -178,6 +183,7 @@ class Processor:
     def _run(self) -> None:
         while True:
             if self._paused.is_set():
+                self._idle.set()
                 time.sleep(0.05)
                 continue
             stopping = self._stop.is_set()

@@ -80,7 +80,8 @@ async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
     except ShuttingDown:
         return _retry_later(503, "shutting down", 5)
     try:
-        result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=config.ack_timeout_s)
+        # shield: a timed-out request must not cancel the write, which may still land
+        result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=config.ack_timeout_s)
     except TimeoutError:
         return _retry_later(503, "not durable within the ack timeout; retry (event_id deduplicates)", 5)
     except Exception as exc:

@@ -1,0 +1,57 @@
+"""A full channel makes the ingest API answer 429 (never a hang) and the simulator wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from logpipe.config import Settings
+from logpipe.events import Provenance
+from logpipe.gateway.app import create_app
+from logpipe.pipeline import Pipeline
+from logpipe.transport.channel import Channel, ChannelFull, Envelope
+
+
+def test_channel_blocks_then_refuses_when_full():
+    channel = Channel(max_events=100)
+    channel.put(Envelope(b"", 80, Provenance("t")))
+    with pytest.raises(ChannelFull):
+        channel.put(Envelope(b"", 30, Provenance("t")), timeout=0)
+    released = threading.Event()
+
+    def producer():
+        channel.put(Envelope(b"", 30, Provenance("t")), timeout=5)
+        released.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.2)
+    assert not released.is_set()  # waiting: backpressure, not unbounded memory
+    assert channel.get(timeout=1).events == 80
+    thread.join(5)
+    assert released.is_set() and channel.events == 30
+
+
+def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir):
+    settings = Settings(data_dir=store_dir, clickhouse_database=f"bp_{uuid.uuid4().hex[:8]}",
+                        sim_enabled=False, queue_max_events=1000, ack_timeout_s=2)
+    pipeline = Pipeline(settings)
+    with TestClient(create_app(pipeline)) as client:
+        pipeline.processor.pause()
+        line = b'{"ts": "2030-01-01T00:00:00Z", "service": "auth"}\n'
+        statuses = []
+        for _ in range(3):
+            response = client.post("/v1/logs", content=line * 600)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+        # the first waits for durability it cannot get (503), later ones are refused at once (429)
+        assert statuses[0] == 503 and 429 in statuses[1:]
+        assert client.get("/healthz").status_code == 503
+        pipeline.processor.resume()
+        response = client.post("/v1/logs", content=line * 10)
+        assert response.status_code == 200 and response.json()["accepted"] == 10
