@@ -88,7 +88,7 @@ def up(
         create_app(pipeline), host=settings.http_host, port=settings.http_port, log_level="warning",
         timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
     base = f"http://{settings.http_host}:{settings.http_port}"
-    console.print(f"[bold]logpipe up[/bold]  dashboard {base}/  api {base}/docs  metrics {base}/metrics  "
+    console.print(f"[bold]logpipe up[/bold]  api {base}/docs  metrics {base}/metrics  "
                   f"store {settings.clickhouse_url or settings.warehouse().embedded_path}", highlight=False)
     status = StatusLine(pipeline, status_interval)
     status.start()
