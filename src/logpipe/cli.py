@@ -169,10 +169,13 @@ def query(
     sql: Annotated[str, typer.Argument(help="A read-only SQL query.")],
     url: Annotated[str | None, typer.Option(help="Gateway base URL; default from settings.")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table, json or tsv.")] = "table",
+    direct: Annotated[bool, typer.Option(help="Open the store directly (nothing else may own it).")] = False,
 ) -> None:
     """Query the store: through the running process's API, or directly when nothing runs."""
     settings = _settings()
     try:
+        if direct:
+            raise httpx.ConnectError("direct")
         response = httpx.post(f"{url or _api_base(settings)}/v1/query", content=sql.encode(), timeout=120)
         if response.status_code != 200:
             console.print(f"[red]query failed:[/red] {response.json().get('detail')}")
@@ -229,6 +232,70 @@ def schema_apply() -> None:
             console.print(f"applied {name}", highlight=False)
     finally:
         store.close()
+
+
+kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+@app.command()
+def process(
+    kafka: Annotated[str | None, typer.Option(help="Bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
+) -> None:
+    """Consume logs.* from Kafka into ClickHouse until SIGINT/SIGTERM (commits after each insert)."""
+    from logpipe.processing.kafka_processor import KafkaProcessor
+    from logpipe.transport.kafka import ensure_topics
+    from logpipe.warehouse.sink import dead_letter_sink, fact_sink
+    from logpipe.warehouse.store import Store
+
+    _logging()
+    settings = _settings(kafka_bootstrap=kafka, data_dir=data_dir)
+    if not settings.kafka_bootstrap:
+        raise typer.BadParameter("set --kafka or LOGPIPE_KAFKA_BOOTSTRAP", param_hint="--kafka")
+    store = Store(settings.warehouse())
+    store.wait_ready()
+    store.apply_schema()
+    ensure_topics(settings.kafka_config())
+    processor = KafkaProcessor(settings.kafka_config(), store, fact_sink(store), dead_letter_sink(store),
+                               settings.processor())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: processor.stop())
+    console.print(f"logpipe process: {settings.kafka_bootstrap} -> {settings.clickhouse_url or 'embedded store'}",
+                  highlight=False)
+    processor.run()
+    store.close()
+    console.print("logpipe process stopped cleanly", highlight=False)
+
+
+@kafka_app.command("topics")
+def kafka_topics(
+    kafka: Annotated[str | None, typer.Option(help="Bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,
+    create: Annotated[bool, typer.Option(help="Create missing topics first.")] = True,
+) -> None:
+    """List the log topics with partitions, end offsets and the processor group's lag."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from logpipe.processing.kafka_processor import committed_lag
+    from logpipe.transport.kafka import ensure_topics
+    from logpipe.transport.topics import topic_names
+
+    settings = _settings(kafka_bootstrap=kafka)
+    config = settings.kafka_config()
+    if create:
+        ensure_topics(config)
+    consumer = Consumer(config.client(**{"group.id": config.group_id, "enable.auto.commit": False}))
+    metadata = consumer.list_topics(timeout=10)
+    table = Table("topic", "partitions", "end offsets", "lag")
+    for name in topic_names(config.topic_prefix):
+        if name not in metadata.topics:
+            continue
+        partitions = [TopicPartition(name, p) for p in metadata.topics[name].partitions]
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+        lag = sum(committed_lag(consumer, partitions).values())
+        table.add_row(name, str(len(partitions)), str(sum(ends)), str(lag))
+    consumer.close()
+    Console().print(table)
 
 
 @config_app.command("docs")

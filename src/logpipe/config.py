@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from logpipe.gateway.config import GatewayConfig
 from logpipe.processing.config import ProcessorConfig
 from logpipe.simulator.config import SimulatorConfig
+from logpipe.transport.kafka import KafkaConfig
 from logpipe.warehouse.config import WarehouseConfig
 
 CONFIG_FILE_ENV = "LOGPIPE_CONFIG"
@@ -47,6 +48,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted POST /v1/logs body.")
     ack_timeout_s: float = Field(30.0, gt=0, description="How long POST /v1/logs waits for durability before 503.")
 
+    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty keeps the in-process channel.")
+    kafka_topic_prefix: str = Field("logs.", description="Prefix of the log topics (logs.auth, ..., logs.dlq).")
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of topics logpipe creates.")
+    kafka_group_id: str = Field("logpipe-processor", description="Consumer group of the processor.")
+    kafka: dict[str, str] = Field(default_factory=dict, description=(
+        "librdkafka properties passed through: `LOGPIPE_KAFKA__SASL_MECHANISM=PLAIN` "
+        "(underscores become dots) or a `[kafka]` table in the TOML file."))
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -61,6 +70,11 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    def kafka_config(self) -> KafkaConfig:
+        properties = {k.replace("_", ".") if "." not in k else k: v for k, v in self.kafka.items()}
+        return KafkaConfig(bootstrap=self.kafka_bootstrap, topic_prefix=self.kafka_topic_prefix,
+                           partitions=self.kafka_partitions, group_id=self.kafka_group_id, properties=properties)
 
     def warehouse(self) -> WarehouseConfig:
         return WarehouseConfig(url=self.clickhouse_url, data_dir=self.data_dir, database=self.clickhouse_database,
@@ -83,7 +97,7 @@ def config_table() -> str:
     """The README's configuration table, generated from ``Settings``."""
     lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
-        default: Any = info.default
-        shown = "(unset)" if default in (None, "") else f"`{default}`"
+        default: Any = info.default if info.default_factory is None else info.default_factory()
+        shown = "(unset)" if default in (None, "", {}) else f"`{default}`"
         lines.append(f"| `LOGPIPE_{name.upper()}` | {shown} | {info.description} |")
     return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""The Kafka processor: consumer group -> per-partition batches -> ClickHouse, offsets committed after.
+
+Delivery: facts effectively once, dead letters at least once.
+
+- Auto-commit is off; offsets are committed synchronously only after the partition's rows are in
+  ClickHouse (``KafkaCheckpoint`` adds that step to the shared commit order).
+- Each batch holds one partition's contiguous offsets and is inserted with the token
+  ``topic:partition:first-last``, so a retried insert is a no-op.
+- Batch boundaries after a crash need not match the ones before it, so on assignment each
+  partition is positioned past the highest offset already in ``fact_log`` for it: rows inserted
+  but not committed before a crash are not read again.
+- Poison messages go to ``logs.dlq`` (headers: error, origin topic, partition, offset) and to
+  ``analytics.dead_letter``; the offset moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+
+from logpipe import metrics
+from logpipe.events import Provenance
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
+from logpipe.processing.processor import Checkpoint, PendingBatch
+from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
+from logpipe.transport.topics import dlq_topic, subscription_pattern
+from logpipe.warehouse.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+COMPONENT = "kafka_processor"
+
+
+@dataclass
+class PartitionBatch:
+    topic: str
+    partition: int
+    values: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+
+class KafkaCheckpoint(Checkpoint):
+    """The shared commit order, with the DLQ producer flush before the sinks' dead-letter write
+    and the offset commit as the acknowledgement step."""
+
+    def __init__(self, *args, consumer: Consumer, dlq: KafkaProducerTransport, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.consumer = consumer
+        self.dlq = dlq
+
+    def commit_partitions(self, batch: PendingBatch, tokens: list[str], dead_token: str,
+                          next_offsets: list[TopicPartition],
+                          dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+        if dlq_messages:
+            future = self.dlq.send_raw([v for v, _ in dlq_messages], [self.dlq_name] * len(dlq_messages),
+                                       [None] * len(dlq_messages), [h for _, h in dlq_messages])
+            future.result(timeout=30)  # raises on anything undelivered
+        if batch.dead_letters:
+            self._write(self.dead_letter_sink, pa.concat_tables(batch.dead_letters), dead_token, None)
+        for facts, token in zip(batch.facts, tokens, strict=True):
+            self._write(self.fact_sink, facts, token, None)
+            newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
+            metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
+        if next_offsets:
+            self.consumer.commit(offsets=next_offsets, asynchronous=False)
+
+
+class KafkaProcessor:
+    def __init__(self, kafka: KafkaConfig, store: Store, fact_sink, dead_letter_sink, config: ProcessorConfig):
+        self.kafka = kafka
+        self.store = store
+        self.config = config
+        self.consumer = Consumer(kafka.client(**{
+            "group.id": kafka.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500, "topic.metadata.refresh.interval.ms": 2000,
+            "fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 10 * 1024 * 1024,
+        }))
+        self.dlq = KafkaProducerTransport(kafka, component="dlq_producer")
+        self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq)
+        self.checkpoint.dlq_name = dlq_topic(kafka.topic_prefix)
+        self.batches: dict[tuple[str, int], PartitionBatch] = {}
+        self.rows = 0
+        self.opened_at = 0.0
+        self._stop = threading.Event()
+        self.exceptions = 0
+        metrics.register_component(COMPONENT)
+
+    # group membership ----------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        positioned = []
+        for tp in partitions:
+            inserted = self._max_inserted_offset(tp.topic, tp.partition)
+            if inserted is not None:
+                tp.offset = inserted + 1
+            positioned.append(tp)
+        consumer.incremental_assign(positioned)
+        log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in positioned])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # flush and commit what is done for these partitions before giving them up
+        self.flush()
+        consumer.incremental_unassign(partitions)
+
+    def _max_inserted_offset(self, topic: str, partition: int) -> int | None:
+        value = self.store.scalar(
+            f"SELECT max(offset) FROM {self.store.database}.fact_log "
+            "WHERE source = 'kafka' AND topic = {t:String} AND partition = {p:Int32}",
+            {"t": topic, "p": partition})
+        if value is None or int(value) < 0:
+            return None
+        # a table with no row for this partition answers 0 for max(); check that one row exists
+        exists = self.store.scalar(
+            f"SELECT count() FROM {self.store.database}.fact_log WHERE source = 'kafka' AND topic = {{t:String}} "
+            "AND partition = {p:Int32} AND offset = {o:Int64}", {"t": topic, "p": partition, "o": int(value)})
+        return int(value) if exists else None
+
+    # loop ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.consumer.subscribe([subscription_pattern(self.kafka.topic_prefix)],
+                                on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        metrics.COMPONENT_UP.labels(component=COMPONENT).set(1)
+        try:
+            while not self._stop.is_set():
+                messages = self.consumer.consume(num_messages=20_000, timeout=0.1)
+                for message in messages:
+                    if message.error() is not None:
+                        log.warning("consumer error: %s", message.error())
+                        continue
+                    key = (message.topic(), message.partition())
+                    batch = self.batches.get(key)
+                    if batch is None:
+                        batch = self.batches[key] = PartitionBatch(*key)
+                    if not self.rows:
+                        self.opened_at = time.monotonic()
+                    value = message.value() or b""
+                    batch.values.append(value.replace(b"\n", b" ") if b"\n" in value else value)
+                    batch.offsets.append(message.offset())
+                    self.rows += 1
+                metrics.EVENTS_RECEIVED.labels(component=COMPONENT).inc(len(messages))
+                if self.rows >= self.config.batch_max_rows or (
+                        self.rows and time.monotonic() - self.opened_at >= self.config.flush_interval_s):
+                    self.flush()
+            self.flush()
+        finally:
+            metrics.COMPONENT_UP.labels(component=COMPONENT).set(0)
+            self.consumer.close()
+            self.dlq.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def flush(self) -> None:
+        """Normalize the pending partition batches and commit them in the checkpoint's order."""
+        if not self.batches:
+            return
+        batches, self.batches, self.rows = self.batches, {}, 0
+        pending = PendingBatch()
+        tokens, next_offsets, dlq_messages = [], [], []
+        for batch in batches.values():
+            offsets = np.array(batch.offsets, dtype=np.int64)
+            provenance = Provenance("kafka", batch.topic, batch.partition, offsets)
+            normalized = normalize_ndjson(b"\n".join(batch.values) + b"\n", provenance)
+            if normalized.record_count != len(batch.values):  # a message that was not one JSON line
+                normalized = self._one_by_one(batch, provenance)
+            bad = normalized.dead_letters
+            if bad:
+                pending.dead_letters.append(dead_letter_table(bad, provenance))
+                for record in bad:
+                    dlq_messages.append((record.raw.encode(), [
+                        ("error", record.reason.encode()), ("origin_topic", batch.topic.encode()),
+                        ("origin_partition", str(batch.partition).encode()),
+                        ("origin_offset", str(int(offsets[record.index])).encode())]))
+            if normalized.facts.num_rows:
+                pending.facts.append(normalized.facts)
+                tokens.append(f"{batch.topic}:{batch.partition}:{offsets[0]}-{offsets[-1]}")
+            next_offsets.append(TopicPartition(batch.topic, batch.partition, int(offsets[-1]) + 1))
+            metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
+            metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(bad))
+        dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
+        try:
+            self.checkpoint.commit_partitions(pending, tokens, dead_token, next_offsets, dlq_messages)
+        except StoreError:
+            self.exceptions += 1
+            raise
+
+    def _one_by_one(self, batch: PartitionBatch, provenance: Provenance):
+        """Keep record positions aligned with offsets when a message holds zero or several lines."""
+        fixed = [v if v.strip() else b'"empty message"' for v in batch.values]
+        return normalize_ndjson(b"\n".join(fixed) + b"\n", provenance)
+
+
+def committed_lag(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    lags = {}
+    for tp in consumer.committed(partitions, timeout=10):
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        position = tp.offset if tp.offset != OFFSET_INVALID else low
+        lags[(tp.topic, tp.partition)] = max(0, high - position)
+    return lags

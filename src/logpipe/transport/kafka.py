@@ -1,0 +1,147 @@
+"""Kafka clients (confluent-kafka): topic administration and the producer the gateway and simulator use.
+
+Any librdkafka property can be passed through ``KafkaConfig.properties`` (``LOGPIPE_KAFKA__<property>``
+with dots written as underscores, or a ``[kafka]`` table in the TOML file), so SASL/SSL clusters work
+without code changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from logpipe import metrics
+from logpipe.transport.topics import DEFAULT_PREFIX, OTHER_SUFFIX, SERVICE_SUFFIXES, error_topic, topic_names
+from logpipe.transport.wire import encode_lines
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str
+    topic_prefix: str = DEFAULT_PREFIX
+    partitions: int = 3
+    replication_factor: int = 1
+    retention_ms: int = 7 * 86_400_000
+    compression: str = "lz4"
+    group_id: str = "logpipe-processor"
+    delivery_timeout_ms: int = 10_000
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, **overrides: Any) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap, **overrides, **self.properties}
+
+
+def ensure_topics(config: KafkaConfig, timeout_s: float = 15.0) -> list[str]:
+    """Create the topics that are missing; returns the ones created."""
+    admin = AdminClient(config.client())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [t for t in topic_names(config.topic_prefix) if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([
+        NewTopic(t, config.partitions, config.replication_factor,
+                 config={"retention.ms": str(config.retention_ms), "compression.type": "producer"})
+        for t in missing])
+    for future in futures.values():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return missing
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class KafkaProducerTransport:
+    """Produces events one message each (JSON), keyed by service so a service's events stay ordered.
+
+    ``send`` returns a future that resolves when the broker has acknowledged every message of the
+    batch (acks=all, idempotent), or fails with the first delivery error.
+    """
+
+    def __init__(self, config: KafkaConfig, component: str = "kafka_producer"):
+        self.config = config
+        self.component = component
+        self.producer = Producer(config.client(**{
+            "enable.idempotence": True, "acks": "all", "compression.type": config.compression,
+            "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
+            "delivery.timeout.ms": config.delivery_timeout_ms,
+        }))
+        metrics.register_component(component)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="logpipe-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    def topics_for(self, table: pa.Table) -> np.ndarray:
+        services = table.column("service").to_numpy(zero_copy_only=False)
+        kinds = table.column("kind").to_numpy(zero_copy_only=False) if "kind" in table.column_names else None
+        prefix = self.config.topic_prefix
+        topics = np.char.add(prefix, services.astype(str))
+        known = np.isin(services, SERVICE_SUFFIXES)
+        topics[~known] = prefix + OTHER_SUFFIX
+        if kinds is not None:
+            topics[kinds == "app_error"] = error_topic(prefix)
+        return topics
+
+    def send(self, table: pa.Table) -> Future[int]:
+        lines = encode_lines(table)
+        topics = self.topics_for(table)
+        keys = pc.fill_null(table.column("service"), "").to_pylist()
+        return self.send_raw(lines, topics.tolist(), keys)
+
+    def send_raw(self, values: list[bytes], topics: list[str], keys: list[str | None],
+                 headers: list[list[tuple[str, bytes]]] | None = None) -> Future[int]:
+        done: Future[int] = Future()
+        remaining = [len(values)]
+        lock = threading.Lock()
+        if not values:
+            done.set_result(0)
+            return done
+
+        def delivered(err, _msg) -> None:
+            with lock:
+                if done.done():
+                    return
+                if err is not None:
+                    metrics.EVENTS_ERRORS.labels(component=self.component).inc()
+                    done.set_exception(DeliveryFailed(str(err)))
+                    return
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    metrics.EVENTS_SENT.labels(component=self.component).inc(len(values))
+                    done.set_result(len(values))
+
+        for i, value in enumerate(values):
+            while True:
+                try:
+                    self.producer.produce(topics[i], value=value, key=keys[i],
+                                          headers=headers[i] if headers else None, on_delivery=delivered)
+                    break
+                except BufferError:
+                    if self._stop.is_set():
+                        raise
+                    self.producer.poll(0.05)
+        return done
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        return self.producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._poller.join(2)

@@ -1,0 +1,31 @@
+"""Topic names, defined once. Service request logs go to logs.<service>, application error logs of
+every service to logs.error, and what cannot be processed to logs.dlq."""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_PREFIX = "logs."
+ERROR_SUFFIX = "error"
+DLQ_SUFFIX = "dlq"
+OTHER_SUFFIX = "other"  # services the model does not know
+SERVICE_SUFFIXES = ("auth", "order", "payment", "notify")
+
+
+def topic_names(prefix: str = DEFAULT_PREFIX) -> list[str]:
+    return [prefix + s for s in (*SERVICE_SUFFIXES, OTHER_SUFFIX, ERROR_SUFFIX, DLQ_SUFFIX)]
+
+
+def dlq_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    return prefix + DLQ_SUFFIX
+
+
+def error_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    return prefix + ERROR_SUFFIX
+
+
+def subscription_pattern(prefix: str = DEFAULT_PREFIX) -> str:
+    """Every ``<prefix>*`` topic but the DLQ: ``^logs\\.(?!dlq$).*`` written without look-ahead,
+    which librdkafka's POSIX regular expressions lack. New matching topics are picked up live."""
+    p = re.escape(prefix)
+    return rf"^{p}([^d].*|d[^l].*|dl[^q].*|dlq.+|dl?)$"

@@ -1,0 +1,121 @@
+"""gateway/simulator -> Kafka (tansu) -> `logpipe process` -> ClickHouse, with crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import Consumer, TopicPartition
+
+from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
+from logpipe.transport.topics import dlq_topic, topic_names
+from tests.conftest import LOGPIPE
+
+
+def _kafka(bootstrap: str) -> tuple[KafkaConfig, dict[str, str]]:
+    prefix = f"t{uuid.uuid4().hex[:6]}."
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=prefix, partitions=3, group_id=group)
+    env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": prefix,
+           "LOGPIPE_KAFKA_GROUP_ID": group, "LOGPIPE_FLUSH_INTERVAL_S": "0.3", "LOGPIPE_BATCH_MAX_ROWS": "20000"}
+    return config, env
+
+
+def _produce(config: KafkaConfig, n: int, seed: int) -> pa.Table:
+    producer = KafkaProducerTransport(config)
+    now = time.time()
+    table = TrafficGenerator(seed=seed, id_prefix=f"k{seed}-").generate(n, now - 30, now)
+    for start in range(0, table.num_rows, 50_000):
+        producer.send(table.slice(start, 50_000)).result(60)
+    producer.close()
+    return table
+
+
+def _start(env: dict[str, str], data_dir) -> subprocess.Popen:
+    return subprocess.Popen([*LOGPIPE, "process"], env={**os.environ, **env, "LOGPIPE_DATA_DIR": str(data_dir)},
+                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "process.log", "ab"))
+
+
+def _caught_up(config: KafkaConfig) -> bool:
+    consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.group_id})
+    try:
+        metadata = consumer.list_topics(timeout=5)
+        parts = [TopicPartition(t, p) for t in topic_names(config.topic_prefix)
+                 if t in metadata.topics and t != dlq_topic(config.topic_prefix)
+                 for p in metadata.topics[t].partitions]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
+        for tp in parts:
+            high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            if high > 0 and committed[(tp.topic, tp.partition)] < high:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def _query(data_dir, sql: str) -> list:
+    out = subprocess.run([*LOGPIPE, "query", sql, "--direct", "--format", "json"], check=True, text=True,
+                         capture_output=True, env={**os.environ, "LOGPIPE_DATA_DIR": str(data_dir)}).stdout
+    return orjson.loads(out)["rows"]
+
+
+def _wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path):
+    config, env = _kafka(kafka_broker)
+    assert set(ensure_topics(config)) == set(topic_names(config.topic_prefix))
+    produced = _produce(config, 200_000, seed=1)
+    # a poison message in the middle of a partition
+    poison = KafkaProducerTransport(config)
+    poison.send_raw([b'{"service": "auth", "ts": "not a time"}', b"\xff\xfe garbage"],
+                    [config.topic_prefix + "auth"] * 2, ["auth", "auth"]).result(30)
+    after = _produce(config, 1_000, seed=2)
+    poison.close()
+    expected = produced.num_rows + after.num_rows
+
+    for _ in range(2):  # crash twice mid-stream
+        process = _start(env, tmp_path)
+        time.sleep(6)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    process = _start(env, tmp_path)
+    assert _wait(lambda: _caught_up(config), 180), (tmp_path / "process.log").read_text()[-3000:]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+
+    (count, unique), = _query(tmp_path, "SELECT count(), uniqExact(event_id) FROM analytics.fact_log")
+    assert (count, unique) == (expected, expected)
+    by_topic = dict(map(tuple, _query(tmp_path, "SELECT topic, count() FROM analytics.fact_log GROUP BY topic")))
+    services = produced.filter(pc.equal(produced["kind"], "request"))["service"].to_pylist() + \
+        after.filter(pc.equal(after["kind"], "request"))["service"].to_pylist()
+    assert by_topic[config.topic_prefix + "auth"] == services.count("auth")
+    assert by_topic[config.topic_prefix + "error"] == expected - len(services)
+    dead = _query(tmp_path, "SELECT topic, reason FROM analytics.dead_letter ORDER BY offset")
+    assert len({tuple(d) for d in dead}) == 2
+    assert {d[1].split(" (")[0].split(":")[0] for d in dead} == {"ts", "invalid JSON"}
+
+    consumer = Consumer({"bootstrap.servers": kafka_broker, "group.id": f"dlq-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([dlq_topic(config.topic_prefix)])
+    messages = []
+    deadline = time.monotonic() + 30
+    while len(messages) < 2 and time.monotonic() < deadline:
+        messages += [m for m in consumer.consume(10, 1.0) if m.error() is None]
+    consumer.close()
+    headers = [dict(m.headers()) for m in messages]
+    assert {h["origin_topic"] for h in headers} == {(config.topic_prefix + "auth").encode()}
+    assert all("error" in h and h["origin_offset"].isdigit() for h in headers)
