@@ -72,23 +72,47 @@ def up(
     data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
     rate: Annotated[float | None, typer.Option(help="Simulated events/s (LOGPIPE_SIM_RATE).")] = None,
     no_simulator: Annotated[bool, typer.Option("--no-simulator", help="Start with the simulator paused.")] = False,
+    kafka: Annotated[str | None, typer.Option(help="Kafka bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP): "
+                                              "put Kafka between gateway and processor.")] = None,
     status_interval: Annotated[float, typer.Option(help="Seconds between status lines.")] = 2.0,
 ) -> None:
     """Run gateway, simulator, processor and store in one process until SIGINT/SIGTERM."""
+    _logging()
+    settings = _settings(http_host=host, http_port=port, data_dir=data_dir, sim_rate=rate,
+                         sim_enabled=False if no_simulator else None, kafka_bootstrap=kafka)
+    _serve(settings, run_processor=True, status_interval=status_interval)
+
+
+@app.command()
+def gateway(
+    kafka: Annotated[str | None, typer.Option(help="Kafka bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (LOGPIPE_HTTP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (LOGPIPE_HTTP_PORT).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Simulated events/s (LOGPIPE_SIM_RATE).")] = None,
+    no_simulator: Annotated[bool, typer.Option("--no-simulator", help="Start with the simulator paused.")] = False,
+) -> None:
+    """Run the ingest API and simulator, producing to Kafka (run `logpipe process` to consume)."""
+    _logging()
+    settings = _settings(http_host=host, http_port=port, sim_rate=rate, kafka_bootstrap=kafka,
+                         sim_enabled=False if no_simulator else None)
+    if not settings.kafka_bootstrap:
+        raise typer.BadParameter("set --kafka or LOGPIPE_KAFKA_BOOTSTRAP", param_hint="--kafka")
+    _serve(settings, run_processor=False, status_interval=10.0)
+
+
+def _serve(settings: Settings, run_processor: bool, status_interval: float) -> None:
     import uvicorn
 
     from logpipe.gateway.app import create_app
     from logpipe.pipeline import Pipeline
 
-    _logging()
-    settings = _settings(http_host=host, http_port=port, data_dir=data_dir, sim_rate=rate,
-                         sim_enabled=False if no_simulator else None)
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, run_processor=run_processor)
     server = uvicorn.Server(uvicorn.Config(
         create_app(pipeline), host=settings.http_host, port=settings.http_port, log_level="warning",
         timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
     base = f"http://{settings.http_host}:{settings.http_port}"
-    console.print(f"[bold]logpipe up[/bold]  api {base}/docs  metrics {base}/metrics  "
+    transport = f"kafka {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "in-process channel"
+    console.print(f"[bold]logpipe[/bold]  api {base}/docs  metrics {base}/metrics  {transport}  "
                   f"store {settings.clickhouse_url or settings.warehouse().embedded_path}", highlight=False)
     status = StatusLine(pipeline, status_interval)
     status.start()

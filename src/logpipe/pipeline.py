@@ -6,6 +6,7 @@ Stages know nothing of each other beyond the objects passed in here.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future
 from typing import Any
@@ -45,23 +46,45 @@ def _count_ingest_result(future: Future[IngestResult]) -> None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings):
+    """All-in-one: with ``kafka_bootstrap`` set, intake produces to Kafka and a Kafka processor
+    consumes in the same process; otherwise the in-process channel joins them."""
+
+    def __init__(self, settings: Settings, run_processor: bool = True):
         self.settings = settings
         self.started_at = time.time()
-        self.store = Store(settings.warehouse())
+        self.kafka = settings.kafka_config() if settings.kafka_bootstrap else None
+        self.run_processor = run_processor
+        self.store = Store(settings.warehouse()) if run_processor else None
         self.channel = Channel(settings.queue_max_events)
-        self.processor = Processor(self.channel, fact_sink(self.store), dead_letter_sink(self.store),
-                                   settings.processor())
+        self.processor = (Processor(self.channel, fact_sink(self.store), dead_letter_sink(self.store),
+                                    settings.processor()) if self.store is not None else None)
+        self.producer = None
+        self.kafka_processor = None
+        self._kafka_thread = None
         self.simulator = SimulatorRunner(settings.simulator(), self._emit_simulated)
         metrics.register_component("gateway")
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        self.store.wait_ready()
-        self.store.apply_schema()
-        metrics.COMPONENT_UP.labels(component="store").set(1)
+        if self.store is not None:
+            self.store.wait_ready()
+            self.store.apply_schema()
+            metrics.COMPONENT_UP.labels(component="store").set(1)
         metrics.COMPONENT_UP.labels(component="gateway").set(1)
-        self.processor.start()
+        if self.kafka is not None:
+            from logpipe.processing.kafka_processor import KafkaProcessor
+            from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
+
+            ensure_topics(self.kafka)
+            self.producer = KafkaProducerTransport(self.kafka)
+            if self.store is not None:
+                self.kafka_processor = KafkaProcessor(self.kafka, self.store, fact_sink(self.store),
+                                                      dead_letter_sink(self.store), self.settings.processor())
+                self._kafka_thread = threading.Thread(target=self.kafka_processor.run, name="logpipe-kafka-processor",
+                                                      daemon=True)
+                self._kafka_thread.start()
+        elif self.processor is not None:
+            self.processor.start()
         self.simulator.start()
         log.info("pipeline started")
 
@@ -70,14 +93,25 @@ class Pipeline:
         log.info("stopping: simulator")
         self.simulator.stop()
         self.channel.close()
-        log.info("stopping: draining %d queued events", self.channel.events)
-        self.processor.stop()
-        self.store.close()
-        metrics.COMPONENT_UP.labels(component="store").set(0)
+        if self.producer is not None:
+            log.info("stopping: flushing the Kafka producer")
+            self.producer.close()
+        if self.kafka_processor is not None:
+            self.kafka_processor.stop()
+            self._kafka_thread.join(60)
+        if self.processor is not None:
+            log.info("stopping: draining %d queued events", self.channel.events)
+            self.processor.stop()
+        if self.store is not None:
+            self.store.close()
+            metrics.COMPONENT_UP.labels(component="store").set(0)
         log.info("pipeline stopped")
 
     # intake --------------------------------------------------------------------------------------
     def _emit_simulated(self, table: pa.Table) -> None:
+        if self.producer is not None:
+            self.producer.send(table).result(timeout=60)  # bounded: waits for the broker
+            return
         payload = encode_ndjson(table)
         envelope = Envelope(payload, table.num_rows, Provenance("simulator"))
         while True:
@@ -90,9 +124,13 @@ class Pipeline:
 
     def submit(self, payload: bytes, events: int, source: str = "http") -> Future[IngestResult]:
         """Hand a payload on without waiting for room; the future resolves once it is durable."""
-        future: Future[IngestResult] = Future()
         metrics.EVENTS_RECEIVED.labels(component="gateway").inc(events)
         metrics.BYTES_RECEIVED.labels(component="gateway").inc(len(payload))
+        if self.producer is not None:
+            future = self._produce_validated(payload)
+            future.add_done_callback(_count_ingest_result)
+            return future
+        future: Future[IngestResult] = Future()
         try:
             self.channel.put(Envelope(payload, events, Provenance(source), future), timeout=0)
         except ChannelFull:
@@ -103,8 +141,42 @@ class Pipeline:
         future.add_done_callback(_count_ingest_result)
         return future
 
+    def _produce_validated(self, payload: bytes) -> Future[IngestResult]:
+        """Validate here to answer with reasons; produce every record, the processor dead-letters
+        the bad ones (logs.dlq and dead_letter) so that path stays in one place."""
+        from logpipe.processing.normalize import normalize_ndjson
+        from logpipe.transport.topics import OTHER_SUFFIX
+
+        normalized = normalize_ndjson(payload, Provenance("http"))
+        lines = [line for line in payload.split(b"\n") if line.strip()]
+        bad_positions = {b.index for b in normalized.dead_letters}
+        good_lines = [line for i, line in enumerate(lines) if i not in bad_positions]
+        topics = self.producer.topics_for(normalized.facts).tolist()
+        keys = normalized.facts.column("service").to_pylist()
+        bad_lines = [lines[i] for i in sorted(bad_positions) if i < len(lines)]
+        other = self.kafka.topic_prefix + OTHER_SUFFIX
+        try:
+            delivered = self.producer.send_raw(good_lines + bad_lines, topics + [other] * len(bad_lines),
+                                               keys + [None] * len(bad_lines))
+        except BufferError:
+            raise Overloaded(retry_after_s=1.0) from None
+        result = IngestResult(len(good_lines), len(normalized.dead_letters),
+                              [{"index": b.index, "reason": b.reason} for b in normalized.dead_letters[:100]])
+        future: Future[IngestResult] = Future()
+
+        def done(f: Future[int]) -> None:
+            if f.exception() is not None:
+                future.set_exception(f.exception())
+            else:
+                future.set_result(result)
+
+        delivered.add_done_callback(done)
+        return future
+
     # observation ---------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        if self.processor is None or self.kafka is not None:
+            return self._health_kafka()
         store_ok = self.store.ping()
         components = {
             "gateway": {"status": "up"},
@@ -116,6 +188,25 @@ class Pipeline:
             "simulator": {"status": "up" if self.simulator.status()["running"] else "paused"},
         }
         healthy = store_ok and self.processor.running
+        return {"status": "ok" if healthy else "degraded", "components": components}
+
+    def _health_kafka(self) -> dict[str, Any]:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            AdminClient(self.kafka.client()).list_topics(timeout=3)
+            kafka_ok = True
+        except Exception:
+            kafka_ok = False
+        components: dict[str, Any] = {"gateway": {"status": "up"},
+                                      "kafka": {"status": "up" if kafka_ok else "down"}}
+        healthy = kafka_ok
+        if self.store is not None:
+            store_ok = self.store.ping()
+            processor_ok = self._kafka_thread is not None and self._kafka_thread.is_alive()
+            components["store"] = {"status": "up" if store_ok else "down"}
+            components["processor"] = {"status": "up" if processor_ok else "down"}
+            healthy = healthy and store_ok and processor_ok
         return {"status": "ok" if healthy else "degraded", "components": components}
 
     def stats(self) -> dict[str, float]:

@@ -119,3 +119,32 @@ def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path)
     headers = [dict(m.headers()) for m in messages]
     assert {h["origin_topic"] for h in headers} == {(config.topic_prefix + "auth").encode()}
     assert all("error" in h and h["origin_offset"].isdigit() for h in headers)
+
+
+def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_factory):
+    config, env = _kafka(kafka_broker)
+    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", **env)
+    now = time.time()
+    events = [{"event_id": f"gk-{i}", "ts": now, "service": ["auth", "order", "payment", "notify"][i % 4],
+               "status": 200} for i in range(400)]
+    events[7] = {"event_id": "gk-bad", "service": "auth"}  # no ts
+    response = httpx_post(lp.base, b"\n".join(orjson.dumps(e) for e in events))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 399 and response.json()["errors"][0]["index"] == 7
+
+    def arrived():
+        return lp.query("SELECT count() FROM analytics.fact_log WHERE event_id LIKE 'gk-%'")[0][0] == 399
+
+    assert _wait(arrived, 60)
+    rows = lp.query("SELECT topic, count(), uniqExact(event_id) FROM analytics.fact_log "
+                    "WHERE event_id LIKE 'gk-%' GROUP BY topic ORDER BY topic")
+    assert rows == [[config.topic_prefix + s, c, c] for s, c in
+                    sorted({"auth": 100, "notify": 99, "order": 100, "payment": 100}.items())]
+    assert _wait(lambda: lp.query("SELECT count() FROM analytics.dead_letter WHERE raw LIKE '%gk-bad%'")[0][0] == 1, 30)
+    assert lp.stop() == 0
+
+
+def httpx_post(base: str, body: bytes):
+    import httpx
+
+    return httpx.post(f"{base}/v1/logs", content=body, timeout=60)

@@ -30,6 +30,8 @@ async def run_query(request: Request, pipeline: PipelineDep) -> Response:
             raise HTTPException(400, 'expected {"sql": "..."}') from None
     if not sql.strip():
         raise HTTPException(400, "empty query")
+    if pipeline.store is None:
+        raise HTTPException(404, "this gateway has no store; query the processor's or ClickHouse directly")
     try:
         columns, rows = await run_in_threadpool(pipeline.store.query_rows, sql, None, True)
     except StoreError as exc:
