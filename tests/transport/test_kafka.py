@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
@@ -141,6 +142,24 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     assert rows == [[config.topic_prefix + s, c, c] for s, c in
                     sorted({"auth": 100, "notify": 99, "order": 100, "payment": 100}.items())]
     assert _wait(lambda: lp.query("SELECT count() FROM analytics.dead_letter WHERE raw LIKE '%gk-bad%'")[0][0] == 1, 30)
+
+    # a topic created while the processor runs is picked up by the pattern subscription
+    new_topic = config.topic_prefix + "billing"
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+    admin.create_topics([NewTopic(new_topic, 1, 1)])[new_topic].result(10)
+    producer = KafkaProducerTransport(config)
+    producer.send_raw([orjson.dumps({"event_id": "gk-new", "ts": time.time(), "service": "billing"})],
+                      [new_topic], ["billing"]).result(30)
+    producer.close()
+    assert _wait(lambda: lp.query("SELECT topic FROM analytics.fact_log WHERE event_id = 'gk-new'") == [[new_topic]],
+                 60)
+
+    listing = subprocess.run([*LOGPIPE, "kafka", "topics"], env={**os.environ, **env}, check=True,
+                             capture_output=True, text=True).stdout
+    auth_row = next(line for line in listing.splitlines() if config.topic_prefix + "auth" in line)
+    assert auth_row.split("│")[2].strip() == "3"  # partitions
+    assert int(auth_row.split("│")[3].strip()) >= 1  # end offsets (tansu reports batch-granular watermarks)
+    assert auth_row.split("│")[4].strip() == "0"  # lag: all consumed and committed
     assert lp.stop() == 0
 
 
