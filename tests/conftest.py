@@ -4,6 +4,7 @@ shares one embedded store directory and each test gets its own database in it.""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
 
 LOGPIPE = [sys.executable, "-m", "logpipe.cli"]
+BROKER_PROCESSES: dict[str, subprocess.Popen] = {}
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +120,9 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("tansu broker did not start") from None
             time.sleep(0.2)
+    BROKER_PROCESSES[bootstrap] = process
     yield bootstrap
+    process.send_signal(signal.SIGCONT)
     process.terminate()
     process.wait(10)
     log.close()

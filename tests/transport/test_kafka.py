@@ -167,3 +167,54 @@ def httpx_post(base: str, body: bytes):
     import httpx
 
     return httpx.post(f"{base}/v1/logs", content=body, timeout=60)
+
+
+def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(kafka_broker, logpipe_factory):
+    import threading
+
+    import httpx
+
+    from tests.conftest import BROKER_PROCESSES
+
+    _, env = _kafka(kafka_broker)
+    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", LOGPIPE_ACK_TIMEOUT_S="25", **env)
+    broker = BROKER_PROCESSES[kafka_broker]
+    outcomes: dict[int, tuple[int, float]] = {}
+
+    def post(request_id: int) -> None:
+        body = b"\n".join(orjson.dumps({"event_id": f"fz-{request_id}-{i}", "ts": time.time(), "service": "order",
+                                        "status": 200}) for i in range(50))
+        started = time.monotonic()
+        status = httpx.post(f"{lp.base}/v1/logs", content=body, timeout=120).status_code
+        outcomes[request_id] = (status, time.monotonic() - started)
+
+    broker.send_signal(signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=post, args=(r,)) for r in range(6)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join(90)
+    finally:
+        broker.send_signal(signal.SIGCONT)
+    assert len(outcomes) == 6, "a request hung"
+    assert all(status in (200, 503) for status, _ in outcomes.values()), outcomes
+    assert all(seconds < 40 for _, seconds in outcomes.values()), outcomes
+    assert any(status == 503 for status, _ in outcomes.values()), outcomes  # the freeze was felt
+    acked = sorted(r for r, (status, _) in outcomes.items() if status == 200)
+    def thawed() -> bool:  # after the thaw the pipeline takes events again; clients retry on 503
+        post(100)
+        return outcomes[100][0] == 200
+
+    assert _wait(thawed, 90)
+    acked.append(100)
+
+    def stored() -> dict:
+        rows = lp.query("SELECT splitByChar('-', event_id)[2] AS r, count(), uniqExact(event_id) "
+                        "FROM analytics.fact_log WHERE event_id LIKE 'fz-%' GROUP BY r")
+        return {int(r): (c, u) for r, c, u in rows}
+
+    assert _wait(lambda: all(stored().get(r) == (50, 50) for r in acked), 90), (acked, stored())
+    assert all(count == unique for count, unique in stored().values())
+    assert lp.stop() == 0

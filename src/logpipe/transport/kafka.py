@@ -78,6 +78,7 @@ class KafkaProducerTransport:
             "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
             "delivery.timeout.ms": config.delivery_timeout_ms,
         }))
+        self.queue_capacity = 500_000
         metrics.register_component(component)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="logpipe-producer-poll", daemon=True)
@@ -103,6 +104,9 @@ class KafkaProducerTransport:
         topics = self.topics_for(table)
         keys = pc.fill_null(table.column("service"), "").to_pylist()
         return self.send_raw(lines, topics.tolist(), keys)
+
+    def has_room_for(self, messages: int) -> bool:
+        return len(self.producer) + messages <= self.queue_capacity
 
     def send_raw(self, values: list[bytes], topics: list[str], keys: list[str | None],
                  headers: list[list[tuple[str, bytes]]] | None = None) -> Future[int]:

@@ -85,5 +85,5 @@ async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
     except TimeoutError:
         return _retry_later(503, "not durable within the ack timeout; retry (event_id deduplicates)", 5)
     except Exception as exc:
-        return _retry_later(503, f"store unavailable: {exc}", 5)
+        return _retry_later(503, f"not durable: {exc}", 5)
     return JSONResponse({"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors})
