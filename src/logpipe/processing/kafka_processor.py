@@ -46,8 +46,16 @@ class PartitionBatch:
 
 
 class KafkaCheckpoint(Checkpoint):
-    """The shared commit order, with the DLQ producer flush before the sinks' dead-letter write
-    and the offset commit as the acknowledgement step."""
+    """The commit order for Kafka batches, in this order and nothing else:
+
+    1. produce the poison messages to logs.dlq and wait for the broker (raise on anything undelivered);
+    2. write the dead letters (at least once: a replay may write them again);
+    3. write each partition's fact rows with its ``topic:partition:first-last`` token;
+    4. commit the next offsets synchronously: the acknowledgement step.
+
+    Dead letters go before facts because recovery positions a partition past its highest
+    inserted fact offset: facts last means a crash can only repeat dead letters, never skip them.
+    """
 
     def __init__(self, *args, consumer: Consumer, dlq: KafkaProducerTransport, **kwargs):
         super().__init__(*args, **kwargs)
