@@ -31,6 +31,11 @@ QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in a component's in
 COMPONENT_UP = Gauge("logpipe_component_up", "1 when the component is running and healthy.",
                      ["component"], registry=REGISTRY)
 
+KAFKA_LAG = Gauge("logpipe_kafka_consumer_lag", "Messages behind the partition's end, per assigned partition.",
+                  ["topic", "partition"], registry=REGISTRY)
+KAFKA_COMMIT_SECONDS = Histogram("logpipe_kafka_commit_seconds", "Time to commit offsets synchronously.",
+                                 registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
+
 COMPONENT_METRICS = (EVENTS_RECEIVED, EVENTS_SENT, EVENTS_ERRORS, EVENTS_DROPPED, BYTES_RECEIVED)
 
 

@@ -154,6 +154,10 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     assert _wait(lambda: lp.query("SELECT topic FROM analytics.fact_log WHERE event_id = 'gk-new'") == [[new_topic]],
                  60)
 
+    exposed = httpx_get(f"{lp.base}/metrics")
+    assert f'logpipe_kafka_consumer_lag{{partition="0",topic="{new_topic}"}}' in exposed
+    assert "logpipe_kafka_commit_seconds_count" in exposed
+
     listing = subprocess.run([*LOGPIPE, "kafka", "topics"], env={**os.environ, **env}, check=True,
                              capture_output=True, text=True).stdout
     auth_row = next(line for line in listing.splitlines() if config.topic_prefix + "auth" in line)
@@ -161,6 +165,12 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     assert int(auth_row.split("│")[3].strip()) >= 1  # end offsets (tansu reports batch-granular watermarks)
     assert auth_row.split("│")[4].strip() == "0"  # lag: all consumed and committed
     assert lp.stop() == 0
+
+
+def httpx_get(url: str) -> str:
+    import httpx
+
+    return httpx.get(url, timeout=30).text
 
 
 def httpx_post(base: str, body: bytes):

@@ -76,7 +76,14 @@ class KafkaCheckpoint(Checkpoint):
             newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
             metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
         if next_offsets:
+            started = time.perf_counter()
             self.consumer.commit(offsets=next_offsets, asynchronous=False)
+            metrics.KAFKA_COMMIT_SECONDS.observe(time.perf_counter() - started)
+            for tp in next_offsets:
+                high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high is not None and high[1] >= 0:
+                    lag = max(0, high[1] - tp.offset)
+                    metrics.KAFKA_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
 
 class KafkaProcessor:
