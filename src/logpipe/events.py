@@ -101,3 +101,16 @@ class Provenance:
     topic: str = ""
     partition: int = -1
     offsets: np.ndarray | None = None  # per record (indexed by record position)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def random_hex(rng: np.random.Generator, n: int, nbytes: int) -> pa.StringArray:
+    """n random lowercase hex strings of 2*nbytes characters, built straight into Arrow buffers."""
+    raw = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+    chars = np.empty((n, nbytes * 2), dtype=np.uint8)
+    chars[:, 0::2] = _HEX[raw >> 4]
+    chars[:, 1::2] = _HEX[raw & 0x0F]
+    offsets = np.arange(0, n * nbytes * 2 + 1, nbytes * 2, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))

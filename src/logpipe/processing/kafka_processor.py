@@ -28,7 +28,7 @@ from logpipe import metrics
 from logpipe.events import Provenance
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
-from logpipe.processing.processor import Checkpoint, PendingBatch
+from logpipe.processing.processor import Checkpoint, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, subscription_pattern
 from logpipe.warehouse.store import Store, StoreError
@@ -57,10 +57,12 @@ class KafkaCheckpoint(Checkpoint):
     inserted fact offset: facts last means a crash can only repeat dead letters, never skip them.
     """
 
-    def __init__(self, *args, consumer: Consumer, dlq: KafkaProducerTransport, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, fact_sink, dead_letter_sink, config: ProcessorConfig, consumer: Consumer,
+                 dlq: KafkaProducerTransport, dlq_name: str):
+        super().__init__(fact_sink, dead_letter_sink, config)
         self.consumer = consumer
         self.dlq = dlq
+        self.dlq_name = dlq_name
 
     def commit_partitions(self, batch: PendingBatch, tokens: list[str], dead_token: str,
                           next_offsets: list[TopicPartition],
@@ -73,8 +75,7 @@ class KafkaCheckpoint(Checkpoint):
             self._write(self.dead_letter_sink, pa.concat_tables(batch.dead_letters), dead_token, None)
         for facts, token in zip(batch.facts, tokens, strict=True):
             self._write(self.fact_sink, facts, token, None)
-            newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
-            metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
+            record_freshness(facts)
         if next_offsets:
             started = time.perf_counter()
             self.consumer.commit(offsets=next_offsets, asynchronous=False)
@@ -98,8 +99,8 @@ class KafkaProcessor:
             "fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 10 * 1024 * 1024,
         }))
         self.dlq = KafkaProducerTransport(kafka, component="dlq_producer")
-        self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq)
-        self.checkpoint.dlq_name = dlq_topic(kafka.topic_prefix)
+        self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq,
+                                          dlq_name=dlq_topic(kafka.topic_prefix))
         self.batches: dict[tuple[str, int], PartitionBatch] = {}
         self.rows = 0
         self.opened_at = 0.0
@@ -125,16 +126,10 @@ class KafkaProcessor:
 
     def _max_inserted_offset(self, topic: str, partition: int) -> int | None:
         value = self.store.scalar(
-            f"SELECT max(offset) FROM {self.store.database}.fact_log "
+            f"SELECT maxOrNull(offset) FROM {self.store.database}.fact_log "
             "WHERE source = 'kafka' AND topic = {t:String} AND partition = {p:Int32}",
             {"t": topic, "p": partition})
-        if value is None or int(value) < 0:
-            return None
-        # a table with no row for this partition answers 0 for max(); check that one row exists
-        exists = self.store.scalar(
-            f"SELECT count() FROM {self.store.database}.fact_log WHERE source = 'kafka' AND topic = {{t:String}} "
-            "AND partition = {p:Int32} AND offset = {o:Int64}", {"t": topic, "p": partition, "o": int(value)})
-        return int(value) if exists else None
+        return None if value is None else int(value)
 
     # loop ------------------------------------------------------------------------------------------
     def run(self) -> None:

@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance
+from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance, random_hex
 from logpipe.transport.wire import BadRecord, DecodedBatch, decode_ndjson
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
@@ -211,8 +211,6 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     event_id = _text(raw, "event_id")
     missing_id = pc.or_kleene(pc.is_null(event_id), pc.equal(event_id, "")).to_numpy(zero_copy_only=False)
     if missing_id.any():
-        from logpipe.simulator.generator import random_hex
-
         generated = random_hex(np.random.default_rng(), n, 16)
         event_id = pc.if_else(pa.array(missing_id), generated, event_id)
 

@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import orjson
 import pyarrow as pa
 
 from logpipe import metrics
@@ -107,8 +108,7 @@ class Checkpoint:
                 facts = pa.concat_tables(batch.facts)
                 try:
                     self._write(self.fact_sink, facts, self._token("facts"), give_up_at)
-                    newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
-                    metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
+                    record_freshness(facts)
                 except StoreError as exc:
                     if exc.retryable:
                         raise
@@ -128,9 +128,13 @@ class Checkpoint:
                 future.set_result(result)
 
 
-def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
-    import orjson
+def record_freshness(facts: pa.Table) -> None:
+    """Now minus the newest event time just written."""
+    newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
+    metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
 
+
+def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
     records = [BadRecord(i, orjson.dumps(row, default=str).decode(), reason)
                for i, row in enumerate(facts.to_pylist())]
     return dead_letter_table(records, Provenance("processor"))

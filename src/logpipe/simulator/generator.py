@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logpipe.events import TS_TYPE
+from logpipe.events import TS_TYPE, random_hex
 from logpipe.simulator.incidents import Effects, IncidentSchedule
 from logpipe.simulator.model import (
     HOSTS_PER_SERVICE,
@@ -25,19 +25,8 @@ from logpipe.simulator.model import (
     flatten,
 )
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 OUTAGE_CODE = "SERVICE_UNAVAILABLE"
 OUTAGE_LATENCY_FACTOR = 20.0
-
-
-def random_hex(rng: np.random.Generator, n: int, nbytes: int) -> pa.StringArray:
-    """n random lowercase hex strings of 2*nbytes characters, built straight into Arrow buffers."""
-    raw = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
-    chars = np.empty((n, nbytes * 2), dtype=np.uint8)
-    chars[:, 0::2] = _HEX[raw >> 4]
-    chars[:, 1::2] = _HEX[raw & 0x0F]
-    offsets = np.arange(0, n * nbytes * 2 + 1, nbytes * 2, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
 
 
 def _take(vocabulary: pa.Array, indices: np.ndarray) -> pa.Array:
