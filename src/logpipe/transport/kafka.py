@@ -7,6 +7,7 @@ without code changes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from logpipe import metrics
 from logpipe.transport.topics import DEFAULT_PREFIX, OTHER_SUFFIX, SERVICE_SUFFIXES, error_topic, topic_names
 from logpipe.transport.wire import encode_lines
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,21 +71,59 @@ class KafkaProducerTransport:
 
     ``send`` returns a future that resolves when the broker has acknowledged every message of the
     batch (acks=all, idempotent), or fails with the first delivery error.
+
+    An idempotent producer whose messages timed out can be left fenced by the broker (its epoch bump
+    refused), after which every later message times out too. So a delivery failure of that kind
+    retires the librdkafka producer and starts a fresh one (a new producer id); the failed batch was
+    never acknowledged, so its sender retries it.
     """
+
+    REPLACE_ON = frozenset({
+        KafkaError._MSG_TIMED_OUT, KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.UNKNOWN_PRODUCER_ID,
+    })
 
     def __init__(self, config: KafkaConfig, component: str = "kafka_producer"):
         self.config = config
         self.component = component
-        self.producer = Producer(config.client(**{
-            "enable.idempotence": True, "acks": "all", "compression.type": config.compression,
-            "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
-            "delivery.timeout.ms": config.delivery_timeout_ms,
-        }))
         self.queue_capacity = 500_000
+        self._swap_lock = threading.Lock()
+        self.generation = 0
+        self.producer = self._new_producer()
         metrics.register_component(component)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="logpipe-producer-poll", daemon=True)
         self._poller.start()
+
+    def _new_producer(self) -> Producer:
+        generation = self.generation
+
+        def on_error(err: KafkaError) -> None:
+            if err.fatal():
+                self._replace(generation, f"fatal producer error: {err.str()}")
+
+        return Producer(self.config.client(**{
+            "enable.idempotence": True, "acks": "all", "compression.type": self.config.compression,
+            "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": self.queue_capacity,
+            "delivery.timeout.ms": self.config.delivery_timeout_ms, "error_cb": on_error,
+        }))
+
+    def _replace(self, generation: int, reason: str) -> None:
+        """Swap in a fresh producer once per failing generation; the old one's queue is failed fast."""
+        with self._swap_lock:
+            if generation != self.generation:
+                return
+            retired = self.producer
+            self.generation += 1
+            self.producer = self._new_producer()
+        log.warning("kafka producer replaced (generation %d): %s", self.generation, reason)
+        metrics.EVENTS_ERRORS.labels(component=self.component).inc()
+
+        def retire() -> None:
+            retired.purge()
+            retired.flush(5.0)  # serves the purged messages' callbacks, failing their batches
+
+        threading.Thread(target=retire, name="logpipe-producer-retire", daemon=True).start()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -117,29 +158,34 @@ class KafkaProducerTransport:
             done.set_result(0)
             return done
 
+        generation = self.generation
+
         def delivered(err, _msg) -> None:
             with lock:
                 if done.done():
                     return
                 if err is not None:
                     metrics.EVENTS_ERRORS.labels(component=self.component).inc()
-                    done.set_exception(DeliveryFailed(str(err)))
+                    done.set_exception(DeliveryFailed(err.str()))
+                    if err.code() in self.REPLACE_ON:
+                        self._replace(generation, err.str())
                     return
                 remaining[0] -= 1
                 if remaining[0] == 0:
                     metrics.EVENTS_SENT.labels(component=self.component).inc(len(values))
                     done.set_result(len(values))
 
+        producer = self.producer
         for i, value in enumerate(values):
             while True:
                 try:
-                    self.producer.produce(topics[i], value=value, key=keys[i],
+                    producer.produce(topics[i], value=value, key=keys[i],
                                           headers=headers[i] if headers else None, on_delivery=delivered)
                     break
                 except BufferError:
                     if self._stop.is_set():
                         raise
-                    self.producer.poll(0.05)
+                    producer.poll(0.05)
         return done
 
     def flush(self, timeout_s: float = 30.0) -> int:
