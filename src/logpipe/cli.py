@@ -266,30 +266,26 @@ app.add_typer(kafka_app, name="kafka")
 def process(
     kafka: Annotated[str | None, typer.Option(help="Bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processor processes; the group splits the partitions.")] = 1,
+    port: Annotated[int | None, typer.Option(help="Port of /metrics and /healthz (LOGPIPE_PROCESS_PORT); "
+                                                  "with --workers N, worker i serves port+1+i.")] = None,
 ) -> None:
     """Consume logs.* from Kafka into ClickHouse until SIGINT/SIGTERM (commits after each insert)."""
-    from logpipe.processing.kafka_processor import KafkaProcessor
-    from logpipe.transport.kafka import ensure_topics
-    from logpipe.warehouse.sink import dead_letter_sink, fact_sink
-    from logpipe.warehouse.store import Store
+    from logpipe.processing.workers import Supervisor, run_worker
 
     _logging()
-    settings = _settings(kafka_bootstrap=kafka, data_dir=data_dir)
+    settings = _settings(kafka_bootstrap=kafka, data_dir=data_dir, process_port=port)
     if not settings.kafka_bootstrap:
         raise typer.BadParameter("set --kafka or LOGPIPE_KAFKA_BOOTSTRAP", param_hint="--kafka")
-    store = Store(settings.warehouse())
-    store.wait_ready()
-    store.apply_schema()
-    ensure_topics(settings.kafka_config())
-    processor = KafkaProcessor(settings.kafka_config(), store, fact_sink(store), dead_letter_sink(store),
-                               settings.processor())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: processor.stop())
-    console.print(f"logpipe process: {settings.kafka_bootstrap} -> {settings.clickhouse_url or 'embedded store'}",
-                  highlight=False)
-    processor.run()
-    store.close()
+    store = settings.clickhouse_url or "embedded store"
+    console.print(f"logpipe process: {settings.kafka_bootstrap} -> {store}, {workers} worker(s), "
+                  f"metrics http://{settings.http_host}:{settings.process_port}/metrics", highlight=False)
+    if workers == 1:
+        code = run_worker(settings, settings.process_port)
+    else:
+        code = Supervisor(settings, workers, settings.process_port).run()
     console.print("logpipe process stopped cleanly", highlight=False)
+    raise typer.Exit(code)
 
 
 @kafka_app.command("topics")

@@ -27,10 +27,14 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address the gateway (API and dashboard) listens on.")
     http_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
+    process_port: int = Field(8001, ge=0, le=65535, description=(
+        "Port of `logpipe process` (health, metrics, and the store it owns); worker i of `--workers N` "
+        "serves the port plus 1 plus i."))
     data_dir: Path = Field(Path("./data"), description="Where the embedded store and local state live.")
     clickhouse_url: str = Field(
         "", description="Empty: the embedded ClickHouse (chdb) under the data dir. "
-        "`http(s)://user:password@host:8123` selects a ClickHouse server.")
+        "`http(s)://user:password@host:8123` selects a ClickHouse server; `logpipe+http://host:port` the "
+        "embedded store of another logpipe process (how processor workers share one).")
     clickhouse_database: str = Field("analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                      description="Database holding fact_log, dead_letter and the rollups.")
     retention_days: int = Field(30, ge=1, description="TTL of fact and dead-letter rows, in days.")

@@ -145,6 +145,7 @@ class Pipeline:
         """Validate here to answer with reasons; produce every record, the processor dead-letters
         the bad ones (logs.dlq and dead_letter) so that path stays in one place."""
         from logpipe.processing.normalize import normalize_ndjson
+        from logpipe.transport.kafka import message_keys
         from logpipe.transport.topics import OTHER_SUFFIX
 
         normalized = normalize_ndjson(payload, Provenance("http"))
@@ -152,7 +153,7 @@ class Pipeline:
         bad_positions = {b.index for b in normalized.dead_letters}
         good_lines = [line for i, line in enumerate(lines) if i not in bad_positions]
         topics = self.producer.topics_for(normalized.facts).tolist()
-        keys = normalized.facts.column("service").to_pylist()
+        keys = message_keys(normalized.facts)
         bad_lines = [lines[i] for i in sorted(bad_positions) if i < len(lines)]
         other = self.kafka.topic_prefix + OTHER_SUFFIX
         if not self.producer.has_room_for(len(lines)):

@@ -9,56 +9,14 @@ import time
 import uuid
 
 import orjson
-import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
+from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.transport.topics import dlq_topic, topic_names
 from tests.conftest import LOGPIPE
-
-
-def _kafka(bootstrap: str) -> tuple[KafkaConfig, dict[str, str]]:
-    prefix = f"t{uuid.uuid4().hex[:6]}."
-    group = f"g-{uuid.uuid4().hex[:6]}"
-    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=prefix, partitions=3, group_id=group)
-    env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": prefix,
-           "LOGPIPE_KAFKA_GROUP_ID": group, "LOGPIPE_FLUSH_INTERVAL_S": "0.3", "LOGPIPE_BATCH_MAX_ROWS": "20000"}
-    return config, env
-
-
-def _produce(config: KafkaConfig, n: int, seed: int) -> pa.Table:
-    producer = KafkaProducerTransport(config)
-    now = time.time()
-    table = TrafficGenerator(seed=seed, id_prefix=f"k{seed}-").generate(n, now - 30, now)
-    for start in range(0, table.num_rows, 50_000):
-        producer.send(table.slice(start, 50_000)).result(60)
-    producer.close()
-    return table
-
-
-def _start(env: dict[str, str], data_dir) -> subprocess.Popen:
-    return subprocess.Popen([*LOGPIPE, "process"], env={**os.environ, **env, "LOGPIPE_DATA_DIR": str(data_dir)},
-                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "process.log", "ab"))
-
-
-def _caught_up(config: KafkaConfig) -> bool:
-    consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.group_id})
-    try:
-        metadata = consumer.list_topics(timeout=5)
-        parts = [TopicPartition(t, p) for t in topic_names(config.topic_prefix)
-                 if t in metadata.topics and t != dlq_topic(config.topic_prefix)
-                 for p in metadata.topics[t].partitions]
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
-        for tp in parts:
-            high = consumer.get_watermark_offsets(tp, timeout=10)[1]
-            if high > 0 and committed[(tp.topic, tp.partition)] < high:
-                return False
-        return True
-    finally:
-        consumer.close()
+from tests.kafka_support import caught_up, kafka_test_config, produce_traffic, start_processor, wait_for
 
 
 def _query(data_dir, sql: str) -> list:
@@ -67,34 +25,25 @@ def _query(data_dir, sql: str) -> list:
     return orjson.loads(out)["rows"]
 
 
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path):
-    config, env = _kafka(kafka_broker)
+    config, env = kafka_test_config(kafka_broker)
     assert set(ensure_topics(config)) == set(topic_names(config.topic_prefix))
-    produced = _produce(config, 200_000, seed=1)
+    produced = produce_traffic(config, 200_000, seed=1)
     # a poison message in the middle of a partition
     poison = KafkaProducerTransport(config)
     poison.send_raw([b'{"service": "auth", "ts": "not a time"}', b"\xff\xfe garbage"],
                     [config.topic_prefix + "auth"] * 2, ["auth", "auth"]).result(30)
-    after = _produce(config, 1_000, seed=2)
+    after = produce_traffic(config, 1_000, seed=2)
     poison.close()
     expected = produced.num_rows + after.num_rows
 
     for _ in range(2):  # crash twice mid-stream
-        process = _start(env, tmp_path)
+        process = start_processor(env, tmp_path)
         time.sleep(6)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-    process = _start(env, tmp_path)
-    assert _wait(lambda: _caught_up(config), 180), (tmp_path / "process.log").read_text()[-3000:]
+    process = start_processor(env, tmp_path)
+    assert wait_for(lambda: caught_up(config), 180), (tmp_path / "process.log").read_text()[-3000:]
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
 
@@ -123,7 +72,7 @@ def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path)
 
 
 def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_factory):
-    config, env = _kafka(kafka_broker)
+    config, env = kafka_test_config(kafka_broker)
     lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", **env)
     now = time.time()
     events = [{"event_id": f"gk-{i}", "ts": now, "service": ["auth", "order", "payment", "notify"][i % 4],
@@ -136,12 +85,13 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     def arrived():
         return lp.query("SELECT count() FROM analytics.fact_log WHERE event_id LIKE 'gk-%'")[0][0] == 399
 
-    assert _wait(arrived, 60)
+    assert wait_for(arrived, 60)
     rows = lp.query("SELECT topic, count(), uniqExact(event_id) FROM analytics.fact_log "
                     "WHERE event_id LIKE 'gk-%' GROUP BY topic ORDER BY topic")
     assert rows == [[config.topic_prefix + s, c, c] for s, c in
                     sorted({"auth": 100, "notify": 99, "order": 100, "payment": 100}.items())]
-    assert _wait(lambda: lp.query("SELECT count() FROM analytics.dead_letter WHERE raw LIKE '%gk-bad%'")[0][0] == 1, 30)
+    assert wait_for(lambda: lp.query("SELECT count() FROM analytics.dead_letter WHERE raw LIKE '%gk-bad%'")[0][0] == 1,
+                    30)
 
     # a topic created while the processor runs is picked up by the pattern subscription
     new_topic = config.topic_prefix + "billing"
@@ -151,7 +101,7 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     producer.send_raw([orjson.dumps({"event_id": "gk-new", "ts": time.time(), "service": "billing"})],
                       [new_topic], ["billing"]).result(30)
     producer.close()
-    assert _wait(lambda: lp.query("SELECT topic FROM analytics.fact_log WHERE event_id = 'gk-new'") == [[new_topic]],
+    assert wait_for(lambda: lp.query("SELECT topic FROM analytics.fact_log WHERE event_id = 'gk-new'") == [[new_topic]],
                  60)
 
     exposed = httpx_get(f"{lp.base}/metrics")
@@ -186,7 +136,7 @@ def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(k
 
     from tests.conftest import BROKER_PROCESSES
 
-    _, env = _kafka(kafka_broker)
+    _, env = kafka_test_config(kafka_broker)
     lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", LOGPIPE_ACK_TIMEOUT_S="25", **env)
     broker = BROKER_PROCESSES[kafka_broker]
     outcomes: dict[int, tuple[int, float]] = {}
@@ -217,7 +167,7 @@ def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(k
         post(100)
         return outcomes[100][0] == 200
 
-    assert _wait(thawed, 90)
+    assert wait_for(thawed, 90)
     acked.append(100)
 
     def stored() -> dict:
@@ -225,6 +175,6 @@ def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(k
                         "FROM analytics.fact_log WHERE event_id LIKE 'fz-%' GROUP BY r")
         return {int(r): (c, u) for r, c, u in rows}
 
-    assert _wait(lambda: all(stored().get(r) == (50, 50) for r in acked), 90), (acked, stored())
+    assert wait_for(lambda: all(stored().get(r) == (50, 50) for r in acked), 90), (acked, stored())
     assert all(count == unique for count, unique in stored().values())
     assert lp.stop() == 0

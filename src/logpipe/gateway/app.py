@@ -1,15 +1,24 @@
-"""The gateway: ingest API, simulator control, read-only query API, health and metrics."""
+"""The HTTP API of logpipe's processes, as FastAPI apps.
+
+``create_app`` is the gateway of ``logpipe up`` and ``logpipe gateway``: ingest, simulator control,
+read-only queries, health and metrics. ``create_store_app`` is what a ``logpipe process`` serves:
+health and metrics, and when it owns an embedded store, queries and worker inserts into it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from logpipe.gateway.routers import health, logs, query, simulator
+from logpipe.gateway.routers import health, logs, query, simulator, warehouse
 from logpipe.pipeline import Pipeline
+from logpipe.warehouse.store import Store
+
+VERSION = "0.1.0"
 
 
 def create_app(pipeline: Pipeline) -> FastAPI:
@@ -22,11 +31,24 @@ def create_app(pipeline: Pipeline) -> FastAPI:
             # uvicorn has stopped taking requests and finished the ones in flight
             await run_in_threadpool(pipeline.stop)
 
-    app = FastAPI(title="logpipe", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="logpipe", version=VERSION, lifespan=lifespan,
                   description="Log ETL and monitoring pipeline: ingest, simulate, query.")
     app.state.pipeline = pipeline
+    app.state.store = pipeline.store
+    app.state.health = pipeline.health
+    for router in (health.router, logs.router, simulator.router, query.router, warehouse.router):
+        app.include_router(router)
+    return app
+
+
+def create_store_app(store: Any, health_report: Callable[[], dict[str, Any]]) -> FastAPI:
+    """``store`` is served to others only if this process owns it (a ``Store``, not a remote one)."""
+    app = FastAPI(title="logpipe process", version=VERSION,
+                  description="Stream processor: health, metrics, and the store it owns.")
+    app.state.store = store
+    app.state.health = health_report
     app.include_router(health.router)
-    app.include_router(logs.router)
-    app.include_router(simulator.router)
-    app.include_router(query.router)
+    if isinstance(store, Store):
+        app.include_router(query.router)
+        app.include_router(warehouse.router)
     return app

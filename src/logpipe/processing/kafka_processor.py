@@ -123,6 +123,7 @@ class KafkaProcessor:
         # flush and commit what is done for these partitions before giving them up
         self.flush()
         consumer.incremental_unassign(partitions)
+        log.info("revoked %s after committing what was done", [(tp.topic, tp.partition) for tp in partitions])
 
     def _max_inserted_offset(self, topic: str, partition: int) -> int | None:
         value = self.store.scalar(

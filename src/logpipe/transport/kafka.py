@@ -62,6 +62,16 @@ def ensure_topics(config: KafkaConfig, timeout_s: float = 15.0) -> list[str]:
     return missing
 
 
+def message_keys(table: pa.Table) -> list[str]:
+    """A user's events stay in order on one partition and users spread over all partitions, so the
+    processor scales with them; events without a user are keyed by service."""
+    service = pc.fill_null(table.column("service"), "")
+    if "user_id" not in table.column_names:
+        return service.to_pylist()
+    user = table.column("user_id")
+    return pc.if_else(pc.and_kleene(pc.is_valid(user), pc.not_equal(user, "")), user, service).to_pylist()
+
+
 class DeliveryFailed(Exception):
     pass
 
@@ -141,10 +151,7 @@ class KafkaProducerTransport:
         return topics
 
     def send(self, table: pa.Table) -> Future[int]:
-        lines = encode_lines(table)
-        topics = self.topics_for(table)
-        keys = pc.fill_null(table.column("service"), "").to_pylist()
-        return self.send_raw(lines, topics.tolist(), keys)
+        return self.send_raw(encode_lines(table), self.topics_for(table).tolist(), message_keys(table))
 
     def has_room_for(self, messages: int) -> bool:
         return len(self.producer) + messages <= self.queue_capacity

@@ -6,7 +6,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class WarehouseConfig:
-    url: str = ""  # empty: embedded chdb under data_dir; http(s)://...: a ClickHouse server
+    url: str = ""  # empty: embedded chdb under data_dir; http(s)://: a ClickHouse server; logpipe+http://: an owner
     data_dir: Path = Path("./data")
     database: str = "analytics"
     retention_days: int = 30
@@ -14,6 +14,11 @@ class WarehouseConfig:
     @property
     def embedded(self) -> bool:
         return not self.url
+
+    @property
+    def owned_elsewhere(self) -> bool:
+        """The embedded store of another logpipe process, reached through its API."""
+        return self.url.startswith("logpipe+")
 
     @property
     def embedded_path(self) -> Path:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -19,6 +19,9 @@ import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from logpipe.warehouse.config import WarehouseConfig
+
+if TYPE_CHECKING:
+    from logpipe.warehouse.remote import RemoteStore
 
 # Server error codes that retrying cannot fix: the data or the statement is wrong.
 PERMANENT_ERROR_CODES = frozenset({
@@ -169,3 +172,12 @@ class Store:
         with self._lock:
             self._reader.close()
             self._client.close()
+
+
+def open_store(config: WarehouseConfig) -> Store | RemoteStore:
+    """The store a URL names: embedded chdb, a ClickHouse server, or another process's embedded store."""
+    if config.owned_elsewhere:
+        from logpipe.warehouse.remote import RemoteStore
+
+        return RemoteStore(config)
+    return Store(config)

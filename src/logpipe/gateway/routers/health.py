@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from logpipe import metrics
-from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.deps import HealthDep
 
 router = APIRouter(tags=["health"])
 
@@ -22,8 +22,8 @@ async def ping() -> dict[str, str]:
 
 
 @router.get("/healthz")
-async def healthz(pipeline: PipelineDep, response: Response) -> dict:
-    report = await run_in_threadpool(pipeline.health)
+async def healthz(health: HealthDep, response: Response) -> dict:
+    report = await run_in_threadpool(health)
     if report["status"] != "ok":
         response.status_code = 503
     return report

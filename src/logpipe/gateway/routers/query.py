@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.deps import StoreDep
 from logpipe.warehouse.store import StoreError
 
 router = APIRouter(prefix="/v1", tags=["query"])
@@ -17,24 +17,26 @@ MAX_SQL_BYTES = 100_000
              openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}},
                                                         "application/json": {"schema": {
                                                             "type": "object",
-                                                            "properties": {"sql": {"type": "string"}}}}}}})
-async def run_query(request: Request, pipeline: PipelineDep) -> Response:
+                                                            "properties": {"sql": {"type": "string"},
+                                                                           "parameters": {"type": "object"}}}}}}})
+async def run_query(request: Request, store: StoreDep) -> Response:
+    """Plain text is the SQL; JSON is ``{"sql": ..., "parameters": {...}}`` with the values bound by
+    ClickHouse (``{name:Type}`` placeholders), never formatted into the text."""
     body = await request.body()
     if len(body) > MAX_SQL_BYTES:
         raise HTTPException(413, "query too long")
-    sql = body.decode("utf-8", "replace")
+    sql, parameters = body.decode("utf-8", "replace"), None
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            sql = orjson.loads(body)["sql"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise HTTPException(400, 'expected {"sql": "..."}') from None
+            document = orjson.loads(body)
+            sql, parameters = document["sql"], document.get("parameters") or None
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise HTTPException(400, 'expected {"sql": "...", "parameters": {...}}') from None
     if not sql.strip():
         raise HTTPException(400, "empty query")
-    if pipeline.store is None:
-        raise HTTPException(404, "this gateway has no store; query the processor's or ClickHouse directly")
     try:
-        columns, rows = await run_in_threadpool(pipeline.store.query_rows, sql, None, True)
+        columns, rows = await run_in_threadpool(store.query_rows, sql, parameters, True)
     except StoreError as exc:
-        raise HTTPException(400, {"code": exc.code, "message": str(exc)}) from None
+        raise HTTPException(503 if exc.retryable else 400, {"code": exc.code, "message": str(exc)}) from None
     return Response(orjson.dumps({"columns": columns, "rows": rows}, default=str,
                                  option=orjson.OPT_NON_STR_KEYS), media_type="application/json")

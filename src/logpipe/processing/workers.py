@@ -1,0 +1,154 @@
+"""``logpipe process``: one Kafka processor per process, and a supervisor for ``--workers N``.
+
+Workers are processes, not threads, so normalization scales across cores; the consumer group
+splits the partitions among them (cooperative-sticky), and each serves its own ``/metrics``.
+An embedded store belongs to one process: the supervisor opens it and serves it to its workers
+(``logpipe+http://``); with a ClickHouse server each worker connects to it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from logpipe.config import Settings
+from logpipe.gateway.app import create_store_app
+from logpipe.gateway.server import BackgroundServer
+from logpipe.processing.kafka_processor import KafkaProcessor
+from logpipe.transport.kafka import ensure_topics
+from logpipe.warehouse.sink import dead_letter_sink, fact_sink
+from logpipe.warehouse.store import Store, open_store
+
+log = logging.getLogger(__name__)
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
+
+
+def local_address(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def run_worker(settings: Settings, port: int) -> int:
+    """Consume until SIGINT/SIGTERM, then flush and commit; returns the exit code."""
+    store = open_store(settings.warehouse())
+    store.wait_ready(60)
+    store.apply_schema()
+    ensure_topics(settings.kafka_config())
+    processor = KafkaProcessor(settings.kafka_config(), store, fact_sink(store), dead_letter_sink(store),
+                               settings.processor())
+    running = threading.Event()
+
+    def health() -> dict[str, Any]:
+        store_ok = store.ping()
+        return {"status": "ok" if store_ok and running.is_set() else "degraded",
+                "components": {"processor": {"status": "up" if running.is_set() else "down",
+                                             "exceptions": processor.exceptions},
+                               "store": {"status": "up" if store_ok else "down"}}}
+
+    server = BackgroundServer(create_store_app(store, health), settings.http_host, port).start()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: processor.stop())
+    running.set()
+    try:
+        processor.run()
+    finally:
+        running.clear()
+        server.stop()
+        store.close()
+    return 0
+
+
+@dataclass
+class Worker:
+    index: int
+    port: int
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+class Supervisor:
+    """Starts N workers, restarts one that dies, and stops them all gracefully on SIGINT/SIGTERM."""
+
+    def __init__(self, settings: Settings, workers: int, port: int):
+        self.settings = settings
+        self.port = port
+        self.workers = [Worker(i, port + 1 + i) for i in range(workers)]
+        self.stopping = threading.Event()
+        self.store: Store | None = None
+        self.worker_env = dict(os.environ)
+
+    def run(self) -> int:
+        warehouse = self.settings.warehouse()
+        if warehouse.embedded:
+            self.store = Store(warehouse)
+            self.store.wait_ready()
+            self.store.apply_schema()
+            address = f"logpipe+http://{local_address(self.settings.http_host)}:{self.port}"
+            self.worker_env["LOGPIPE_CLICKHOUSE_URL"] = address
+        ensure_topics(self.settings.kafka_config())
+        server = BackgroundServer(create_store_app(self.store, self.health), self.settings.http_host,
+                                  self.port).start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        try:
+            for worker in self.workers:
+                self._spawn(worker)
+            while not self.stopping.wait(0.5):
+                for worker in self.workers:
+                    self._restart_if_dead(worker)
+        finally:
+            self._stop_workers()
+            server.stop()
+            if self.store is not None:
+                self.store.close()
+        return 0
+
+    def _spawn(self, worker: Worker) -> None:
+        command = [sys.executable, "-m", "logpipe.cli", "process", "--workers", "1", "--port", str(worker.port)]
+        worker.process = subprocess.Popen(command, env=self.worker_env)
+        worker.started_at = time.monotonic()
+        log.info("worker %d started (pid %d, metrics on port %d)", worker.index, worker.process.pid, worker.port)
+
+    def _restart_if_dead(self, worker: Worker) -> None:
+        code = worker.process.poll() if worker.process else 0
+        if code is None:
+            return
+        ran_for = time.monotonic() - worker.started_at
+        if ran_for > 60:
+            worker.restarts = 0  # it ran a good while: start the backoff over
+        if ran_for < RESTART_BACKOFF_S[min(worker.restarts, len(RESTART_BACKOFF_S) - 1)]:
+            return
+        worker.restarts += 1
+        log.warning("worker %d exited with %s; restarting (restart %d)", worker.index, code, worker.restarts)
+        self._spawn(worker)
+
+    def _stop_workers(self, timeout_s: float = 60.0) -> None:
+        alive = [w.process for w in self.workers if w.process and w.process.poll() is None]
+        for process in alive:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in alive:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not stop in %.0fs; killing it", process.pid, timeout_s)
+                process.kill()
+                process.wait()
+
+    def health(self) -> dict[str, Any]:
+        workers = {f"worker-{w.index}": {"status": "up" if w.process and w.process.poll() is None else "down",
+                                         "pid": w.process.pid if w.process else None, "port": w.port,
+                                         "restarts": w.restarts} for w in self.workers}
+        healthy = all(w["status"] == "up" for w in workers.values())
+        if self.store is not None:
+            store_ok = self.store.ping()
+            workers["store"] = {"status": "up" if store_ok else "down"}
+            healthy = healthy and store_ok
+        return {"status": "ok" if healthy else "degraded", "components": workers}
