@@ -36,6 +36,18 @@ KAFKA_LAG = Gauge("logpipe_kafka_consumer_lag", "Messages behind the partition's
 KAFKA_COMMIT_SECONDS = Histogram("logpipe_kafka_commit_seconds", "Time to commit offsets synchronously.",
                                  registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
 
+SPARK_INPUT_ROWS_PER_SECOND = Gauge("logpipe_spark_input_rows_per_second",
+                                    "Rows per second arriving at the Spark query (last micro-batch).",
+                                    registry=REGISTRY)
+SPARK_PROCESSED_ROWS_PER_SECOND = Gauge("logpipe_spark_processed_rows_per_second",
+                                        "Rows per second the Spark query processed (last micro-batch).",
+                                        registry=REGISTRY)
+SPARK_BATCH_SECONDS = Gauge("logpipe_spark_batch_seconds", "Duration of the last micro-batch.", registry=REGISTRY)
+SPARK_OFFSETS_BEHIND = Gauge("logpipe_spark_offsets_behind_latest",
+                             "Offsets between the last micro-batch's end and the latest in Kafka.", registry=REGISTRY)
+SPARK_QUERY_FAILURES = Counter("logpipe_spark_query_failures", "Spark queries terminated by an exception.",
+                               registry=REGISTRY)
+
 COMPONENT_METRICS = (EVENTS_RECEIVED, EVENTS_SENT, EVENTS_ERRORS, EVENTS_DROPPED, BYTES_RECEIVED)
 
 

@@ -25,9 +25,8 @@ import pyarrow as pa
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
 from logpipe import metrics
-from logpipe.events import Provenance
 from logpipe.processing.config import ProcessorConfig
-from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
+from logpipe.processing.normalize import normalize_partition
 from logpipe.processing.processor import Checkpoint, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, subscription_pattern
@@ -41,7 +40,7 @@ COMPONENT = "kafka_processor"
 class PartitionBatch:
     topic: str
     partition: int
-    values: list[bytes] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
 
 
@@ -150,8 +149,7 @@ class KafkaProcessor:
                         batch = self.batches[key] = PartitionBatch(*key)
                     if not self.rows:
                         self.opened_at = time.monotonic()
-                    value = message.value() or b""
-                    batch.values.append(value.replace(b"\n", b" ") if b"\n" in value else value)
+                    batch.values.append(message.value())
                     batch.offsets.append(message.offset())
                     self.rows += 1
                 metrics.EVENTS_RECEIVED.labels(component=COMPONENT).inc(len(messages))
@@ -175,36 +173,23 @@ class KafkaProcessor:
         pending = PendingBatch()
         tokens, next_offsets, dlq_messages = [], [], []
         for batch in batches.values():
-            offsets = np.array(batch.offsets, dtype=np.int64)
-            provenance = Provenance("kafka", batch.topic, batch.partition, offsets)
-            normalized = normalize_ndjson(b"\n".join(batch.values) + b"\n", provenance)
-            if normalized.record_count != len(batch.values):  # a message that was not one JSON line
-                normalized = self._one_by_one(batch, provenance)
-            bad = normalized.dead_letters
-            if bad:
-                pending.dead_letters.append(dead_letter_table(bad, provenance))
-                for record in bad:
-                    dlq_messages.append((record.raw.encode(), [
-                        ("error", record.reason.encode()), ("origin_topic", batch.topic.encode()),
-                        ("origin_partition", str(batch.partition).encode()),
-                        ("origin_offset", str(int(offsets[record.index])).encode())]))
-            if normalized.facts.num_rows:
-                pending.facts.append(normalized.facts)
-                tokens.append(f"{batch.topic}:{batch.partition}:{offsets[0]}-{offsets[-1]}")
-            next_offsets.append(TopicPartition(batch.topic, batch.partition, int(offsets[-1]) + 1))
-            metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
-            metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(bad))
+            part = normalize_partition(batch.topic, batch.partition, pa.array(batch.values, pa.binary()),
+                                       np.array(batch.offsets, dtype=np.int64))
+            if part.bad:
+                pending.dead_letters.append(part.dead_letters)
+                dlq_messages += [(record.raw.encode(), part.dlq_headers(record)) for record in part.bad]
+            if part.facts.num_rows:
+                pending.facts.append(part.facts)
+                tokens.append(part.offset_range)
+            next_offsets.append(TopicPartition(batch.topic, batch.partition, int(part.offsets[-1]) + 1))
+            metrics.EVENTS_SENT.labels(component=COMPONENT).inc(part.facts.num_rows)
+            metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(part.bad))
         dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
         try:
             self.checkpoint.commit_partitions(pending, tokens, dead_token, next_offsets, dlq_messages)
         except StoreError:
             self.exceptions += 1
             raise
-
-    def _one_by_one(self, batch: PartitionBatch, provenance: Provenance):
-        """Keep record positions aligned with offsets when a message holds zero or several lines."""
-        fixed = [v if v.strip() else b'"empty message"' for v in batch.values]
-        return normalize_ndjson(b"\n".join(fixed) + b"\n", provenance)
 
 
 def committed_lag(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:

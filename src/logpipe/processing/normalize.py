@@ -295,3 +295,58 @@ def dead_letter_table(records: list[BadRecord], provenance: Provenance, now_ms: 
         "reason": pa.array([r.reason for r in records], type=pa.string()),
         "raw": pa.array([r.raw for r in records], type=pa.string()),
     }, schema=DEAD_LETTER_SCHEMA)
+
+
+@dataclass
+class NormalizedPartition:
+    """One topic-partition's offset range, normalized: what both stream engines insert."""
+
+    topic: str
+    partition: int
+    offsets: np.ndarray
+    facts: pa.Table
+    bad: list[BadRecord]
+    dead_letters: pa.Table
+
+    @property
+    def offset_range(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offsets[0]}-{self.offsets[-1]}"
+
+    def dlq_headers(self, record: BadRecord) -> list[tuple[str, bytes]]:
+        return [("error", record.reason.encode()), ("origin_topic", self.topic.encode()),
+                ("origin_partition", str(self.partition).encode()),
+                ("origin_offset", str(int(self.offsets[record.index])).encode())]
+
+
+EMPTY_MESSAGE = b'"empty message"'
+
+
+def _ndjson_body(values: pa.Array) -> bytes:
+    """The values joined by newlines, as one buffer copy rather than one Python object per value."""
+    if len(values) == 0:
+        return b""
+    lines = pc.binary_join_element_wise(values, b"", b"\n")  # each value followed by a newline
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+
+
+def normalize_partition(topic: str, partition: int, values: pa.Array, offsets: np.ndarray,
+                        now_ms: int | None = None) -> NormalizedPartition:
+    """Kafka message values (one event each, in offset order) to fact rows and dead letters.
+
+    The embedded processor and the Spark job both call this, so they agree row for row. A value
+    is one JSON line on the wire; one holding newlines or nothing still counts as one record.
+    """
+    values = pc.cast(values, pa.binary())
+    values = pc.fill_null(values, b"")
+    values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
+    values = pc.replace_substring(values, b"\n", b" ")
+    provenance = Provenance("kafka", topic, partition, offsets)
+    normalized = normalize_ndjson(_ndjson_body(values), provenance, now_ms)
+    if normalized.record_count != len(values):  # e.g. a whitespace-only value, which NDJSON skips
+        fixed = [v if v.strip() else EMPTY_MESSAGE for v in values.to_pylist()]
+        normalized = normalize_ndjson(b"\n".join(fixed) + b"\n", provenance, now_ms)
+    return NormalizedPartition(topic, partition, offsets, normalized.facts, normalized.dead_letters,
+                               dead_letter_table(normalized.dead_letters, provenance, now_ms))

@@ -29,3 +29,8 @@ def subscription_pattern(prefix: str = DEFAULT_PREFIX) -> str:
     which librdkafka's POSIX regular expressions lack. New matching topics are picked up live."""
     p = re.escape(prefix)
     return rf"^{p}([^d].*|d[^l].*|dl[^q].*|dlq.+|dl?)$"
+
+
+def subscription_regex(prefix: str = DEFAULT_PREFIX) -> str:
+    """The same subscription with look-ahead, for Java and Python regular expressions (Spark)."""
+    return rf"{re.escape(prefix)}(?!{DLQ_SUFFIX}$).*"

@@ -1,0 +1,257 @@
+"""``logpipe_kafka``: a Spark 4 streaming Python data source that reads Kafka through confluent-kafka.
+
+It stands in for Spark's own Kafka connector where its jars cannot be fetched, with the same output
+columns (key, value, topic, partition, offset, timestamp, timestampType). The driver plans per
+topic-partition offset ranges, which Spark stores in its checkpoint; executors read each range.
+Offsets are a dict ``{topic: {partition: next_offset}}``; topics matching the pattern that appear
+later are read from their start.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.types import StructType
+
+try:  # Spark 4.2+: admission control
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
+except ImportError:  # pragma: no cover - Spark 4.0/4.1
+    ReadAllAvailable = ReadLimit = ReadMaxRows = None
+
+SOURCE_NAME = "logpipe_kafka"
+KAFKA_COLUMNS = ("key binary, value binary, topic string, partition int, offset long, "
+                 "timestamp timestamp, timestampType int")
+ARROW_SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()),
+                          ("partition", pa.int32()), ("offset", pa.int64()),
+                          ("timestamp", pa.timestamp("us", "UTC")), ("timestampType", pa.int32())])
+READ_CHUNK = 20_000
+Offsets = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int  # exclusive
+
+
+@dataclass(frozen=True)
+class ReadTask(InputPartition):
+    """One Spark task: several offset ranges read by one consumer (starting one per range costs more
+    than reading it, for small ranges)."""
+
+    ranges: tuple[OffsetRange, ...]
+
+
+def _client_options(options: Mapping[str, str]) -> dict[str, Any]:
+    """``kafka.bootstrap.servers`` and any other ``kafka.*`` option, as for Spark's Kafka source."""
+    client = {k[len("kafka."):]: v for k, v in options.items() if k.startswith("kafka.")}
+    if "bootstrap.servers" not in client:
+        raise ValueError("option kafka.bootstrap.servers is required")
+    return client
+
+
+class KafkaStreamReader(DataSourceStreamReader):
+    def __init__(self, options: Mapping[str, str]):
+        self.client = _client_options(options)
+        self.pattern = re.compile(options["subscribePattern"])
+        self.exclude = re.compile(options["excludePattern"]) if options.get("excludePattern") else None
+        self.starting = options.get("startingOffsets", "earliest")
+        self.max_offsets = int(options["maxOffsetsPerTrigger"]) if options.get("maxOffsetsPerTrigger") else None
+        self.fail_on_data_loss = options.get("failOnDataLoss", "true").lower() == "true"
+        self.read_tasks = int(options.get("readTasks", "4"))
+        self._consumer = None
+
+    # driver side ---------------------------------------------------------------------------------
+    def _metadata_consumer(self):
+        from confluent_kafka import Consumer
+
+        if self._consumer is None:
+            self._consumer = Consumer({**self.client, "group.id": "logpipe-spark-planner",
+                                       "enable.auto.commit": False})
+        return self._consumer
+
+    def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
+        from confluent_kafka import TopicPartition
+
+        consumer = self._metadata_consumer()
+        topics = consumer.list_topics(timeout=10).topics
+        marks: dict[str, dict[str, tuple[int, int]]] = {}
+        for name, topic in sorted(topics.items()):
+            if not self.pattern.fullmatch(name) or (self.exclude and self.exclude.fullmatch(name)):
+                continue
+            marks[name] = {str(p): consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                           for p in sorted(topic.partitions)}
+        return self._confirm_ends(marks)
+
+    def _confirm_ends(self, marks: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, tuple[int, int]]]:
+        """Read each partition from its last offset to its end: some Kafka-protocol brokers (tansu)
+        report the base offset of the newest record batch, not the offset after its last record."""
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        probe = [TopicPartition(t, int(p), high - 1) for t, parts in marks.items()
+                 for p, (low, high) in parts.items() if high > low]
+        if not probe:
+            return marks
+        consumer = Consumer({**self.client, "group.id": "logpipe-spark-planner", "enable.auto.commit": False,
+                             "enable.partition.eof": True})
+        try:
+            consumer.assign(probe)
+            pending = {(tp.topic, str(tp.partition)) for tp in probe}
+            deadline = time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                for message in consumer.consume(num_messages=10_000, timeout=0.5):
+                    key = (message.topic(), str(message.partition()))
+                    error = message.error()
+                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(key)
+                    elif error is None:
+                        low, high = marks[key[0]][key[1]]
+                        marks[key[0]][key[1]] = (low, max(high, message.offset() + 1))
+        finally:
+            consumer.close()
+        return marks
+
+    def initialOffset(self) -> Offsets:
+        position = 1 if self.starting == "latest" else 0
+        return {t: {p: marks[position] for p, marks in parts.items()} for t, parts in self._watermarks().items()}
+
+    def latestOffset(self, start: Offsets | None = None, limit: Any = None) -> Offsets:
+        marks = self._watermarks()
+        start = start or {}
+        latest = {t: {p: high for p, (_, high) in parts.items()} for t, parts in marks.items()}
+        begin = {t: {p: start.get(t, {}).get(p, low) for p, (low, _) in parts.items()} for t, parts in marks.items()}
+        max_rows = self.max_offsets
+        if ReadMaxRows is not None and isinstance(limit, ReadMaxRows):
+            max_rows = limit.max_rows
+        elif ReadAllAvailable is not None and isinstance(limit, ReadAllAvailable):
+            max_rows = None
+        if max_rows is None:
+            return latest
+        return _rate_limited(begin, latest, max_rows)
+
+    def getDefaultReadLimit(self):
+        if ReadMaxRows is None or self.max_offsets is None:
+            return ReadAllAvailable() if ReadAllAvailable is not None else None
+        return ReadMaxRows(self.max_offsets)
+
+    def reportLatestOffset(self) -> Offsets | None:
+        return {t: {p: high for p, (_, high) in parts.items()} for t, parts in self._watermarks().items()}
+
+    def partitions(self, start: Offsets, end: Offsets) -> list[ReadTask]:
+        ranges = []
+        for topic, parts in sorted(end.items()):
+            for partition, until in sorted(parts.items(), key=lambda item: int(item[0])):
+                begin = start.get(topic, {}).get(partition, 0)
+                if until < begin and self.fail_on_data_loss:
+                    raise RuntimeError(f"{topic}/{partition}: end offset {until} is before {begin}; data lost?")
+                if until > begin:
+                    ranges.append(OffsetRange(topic, int(partition), begin, until))
+        return plan_tasks(ranges, self.read_tasks)
+
+    def commit(self, end: Offsets) -> None:
+        pass  # Spark's checkpoint holds the offsets; nothing to acknowledge to Kafka
+
+    def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    # executor side -------------------------------------------------------------------------------
+    def read(self, partition: ReadTask) -> Iterator[pa.RecordBatch]:
+        yield from read_ranges(self.client, partition.ranges)
+
+
+def plan_tasks(ranges: list[OffsetRange], tasks: int) -> list[ReadTask]:
+    """Deal the ranges, largest first, to the task with the fewest offsets so far."""
+    buckets: list[list[OffsetRange]] = [[] for _ in range(max(1, min(tasks, len(ranges))))]
+    sizes = [0] * len(buckets)
+    for offset_range in sorted(ranges, key=lambda r: r.end - r.start, reverse=True):
+        smallest = sizes.index(min(sizes))
+        buckets[smallest].append(offset_range)
+        sizes[smallest] += offset_range.end - offset_range.start
+    return [ReadTask(tuple(bucket)) for bucket in buckets if bucket]
+
+
+def _rate_limited(begin: Offsets, latest: Offsets, max_rows: int) -> Offsets:
+    """Spread ``max_rows`` over the partitions in proportion to how far each is behind (as Spark does)."""
+    behind = {(t, p): max(0, latest[t][p] - begin[t][p]) for t in latest for p in latest[t]}
+    total = sum(behind.values())
+    if total <= max_rows:
+        return latest
+    end = {t: dict(parts) for t, parts in begin.items()}
+    for (topic, partition), lag in behind.items():
+        end[topic][partition] = begin[topic][partition] + max(1 if lag else 0, lag * max_rows // total)
+    return end
+
+
+def read_ranges(client: dict[str, Any], ranges: tuple[OffsetRange, ...],
+                timeout_s: float = 120.0) -> Iterator[pa.RecordBatch]:
+    """Messages of each [start, end) as Arrow record batches, through one consumer.
+
+    Offsets need not be dense (compaction, transaction markers), so a range ends at ``end`` or at
+    the partition's end, whichever comes first."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({**client, "group.id": "logpipe-spark-reader", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    ends = {(r.topic, r.partition): r.end for r in ranges}
+    consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in ranges])
+    columns: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while ends:
+            messages = consumer.consume(num_messages=READ_CHUNK, timeout=1.0)
+            if not messages and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {sorted(ends)} stalled")
+            for message in messages:
+                key = (message.topic(), message.partition())
+                if key not in ends:
+                    continue  # a range already finished; its partition is paused below
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"{key}: {error}")
+                    del ends[key]
+                    continue
+                if message.offset() >= ends[key]:
+                    del ends[key]
+                    consumer.pause([TopicPartition(*key)])
+                    continue
+                kind, stamp = message.timestamp()
+                columns["key"].append(message.key())
+                columns["value"].append(message.value())
+                columns["topic"].append(key[0])
+                columns["partition"].append(key[1])
+                columns["offset"].append(message.offset())
+                columns["timestamp"].append(stamp * 1000 if stamp >= 0 else None)
+                columns["timestampType"].append(max(0, kind - 1))
+                if message.offset() + 1 >= ends[key]:
+                    del ends[key]
+                    consumer.pause([TopicPartition(*key)])
+            if len(columns["offset"]) >= READ_CHUNK:
+                yield pa.RecordBatch.from_pydict(columns, schema=ARROW_SCHEMA)
+                columns = {name: [] for name in ARROW_SCHEMA.names}
+        if columns["offset"]:
+            yield pa.RecordBatch.from_pydict(columns, schema=ARROW_SCHEMA)
+    finally:
+        consumer.close()
+
+
+class KafkaPythonSource(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> str:
+        return KAFKA_COLUMNS
+
+    def streamReader(self, schema: StructType) -> KafkaStreamReader:
+        return KafkaStreamReader(self.options)  # keys are case-insensitive there
