@@ -5,20 +5,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: up test lint bench venv clean
+.PHONY: up test lint bench venv system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,spark]'
 	touch $(STAMP)
+
+system:
+	scripts/install-system-packages.sh
 
 venv: $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/logpipe up
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -ra
 

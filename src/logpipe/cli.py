@@ -288,6 +288,31 @@ def process(
     raise typer.Exit(code)
 
 
+@app.command()
+def spark(
+    kafka: Annotated[str | None, typer.Option(help="Bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,
+    source: Annotated[str | None, typer.Option(help="auto, kafka or python (LOGPIPE_SPARK_SOURCE).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint location (LOGPIPE_SPARK_CHECKPOINT_DIR).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port of /metrics and /healthz (LOGPIPE_PROCESS_PORT).")] = None,
+) -> None:
+    """Stream logs.* from Kafka into ClickHouse with Spark Structured Streaming (checkpointed)."""
+    try:
+        from logpipe.processing.spark.job import run
+    except ImportError as exc:
+        console.print(f"[red]the Spark engine needs the spark extra:[/red] pip install 'logpipe[spark]' ({exc})")
+        raise typer.Exit(2) from exc
+    _logging()
+    settings = _settings(kafka_bootstrap=kafka, data_dir=data_dir, spark_source=source,
+                         spark_checkpoint_dir=checkpoint, process_port=port)
+    if not settings.kafka_bootstrap:
+        raise typer.BadParameter("set --kafka or LOGPIPE_KAFKA_BOOTSTRAP", param_hint="--kafka")
+    console.print(f"logpipe spark: {settings.kafka_bootstrap} -> {settings.clickhouse_url or 'embedded store'}, "
+                  f"checkpoint {settings.spark().checkpoint_dir}, metrics "
+                  f"http://{settings.http_host}:{settings.process_port}/metrics", highlight=False)
+    raise typer.Exit(run(settings))
+
+
 @kafka_app.command("topics")
 def kafka_topics(
     kafka: Annotated[str | None, typer.Option(help="Bootstrap servers (LOGPIPE_KAFKA_BOOTSTRAP).")] = None,

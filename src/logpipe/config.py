@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from logpipe.gateway.config import GatewayConfig
 from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.spark.config import SparkConfig
 from logpipe.simulator.config import SimulatorConfig
 from logpipe.transport.kafka import KafkaConfig
 from logpipe.warehouse.config import WarehouseConfig
@@ -60,6 +61,18 @@ class Settings(BaseSettings):
         "librdkafka properties passed through: `LOGPIPE_KAFKA__SASL_MECHANISM=PLAIN` "
         "(underscores become dots) or a `[kafka]` table in the TOML file."))
 
+    spark_master: str = Field("local[2]", description="Spark master of `logpipe spark` (`local[N]`, `spark://...`).")
+    spark_source: str = Field("auto", pattern="^(auto|kafka|python)$", description=(
+        "`kafka`: Spark's Kafka connector; `python`: logpipe's Python data source over confluent-kafka; "
+        "`auto`: the connector when its jars are on the classpath."))
+    spark_checkpoint_dir: Path | None = Field(None, description="Spark checkpoint location; default "
+                                              "`<data dir>/spark_checkpoints`.")
+    spark_trigger_s: float = Field(1.0, gt=0, description="Micro-batch trigger interval of the Spark query.")
+    spark_max_offsets_per_trigger: int = Field(500_000, ge=0, description=(
+        "Most Kafka offsets per micro-batch (0: no limit)."))
+    spark_starting_offsets: str = Field("earliest", pattern="^(earliest|latest)$",
+                                        description="Where a new Spark query (no checkpoint yet) starts.")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -91,6 +104,12 @@ class Settings(BaseSettings):
     def processor(self) -> ProcessorConfig:
         return ProcessorConfig(batch_max_rows=self.batch_max_rows, flush_interval_s=self.flush_interval_s,
                                queue_max_events=self.queue_max_events)
+
+    def spark(self) -> SparkConfig:
+        return SparkConfig(checkpoint_dir=self.spark_checkpoint_dir or self.data_dir / "spark_checkpoints",
+                           master=self.spark_master, source=self.spark_source, trigger_s=self.spark_trigger_s,
+                           max_offsets_per_trigger=self.spark_max_offsets_per_trigger or None,
+                           starting_offsets=self.spark_starting_offsets)
 
     def gateway(self) -> GatewayConfig:
         return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 
 from logpipe.events import FACT_SCHEMA, Provenance
-from logpipe.processing.normalize import normalize_ndjson
+from logpipe.processing.normalize import normalize_ndjson, normalize_partition
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
 
@@ -100,3 +102,13 @@ def test_simulated_batches_round_trip_through_the_wire_format():
     assert result.facts.schema == FACT_SCHEMA
     for name in table.column_names:
         assert result.facts[name].to_pylist() == table[name].to_pylist(), name
+
+
+def test_sub_millisecond_and_impossible_iso_timestamps_reject_only_their_own_row():
+    values = pa.array([b'{"ts": "2026-11-25T10:00:00.123456+00:00", "service": "auth"}',
+                       b'{"ts": "2026-13-45T10:00:00Z", "service": "auth"}',
+                       b'{"ts": "2026-11-25T10:00:00.999999999Z", "service": "auth"}'])
+    result = normalize_partition("logs.auth", 0, values, np.arange(3, dtype=np.int64))
+    assert [t.isoformat() for t in result.facts.column("ts").to_pylist()] == [
+        "2026-11-25T10:00:00.123000+00:00", "2026-11-25T10:00:00.999000+00:00"]
+    assert [(b.index, b.reason.split(" (")[0]) for b in result.bad] == [(1, "ts: not a valid date and time")]

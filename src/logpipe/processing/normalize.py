@@ -100,7 +100,7 @@ def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
     rejections.add(pc.is_null(column), "ts: missing", "ts")
     epoch_ms = pa.nulls(n, pa.float64())
     if pa.types.is_timestamp(column.type):
-        return pc.cast(column, TS_TYPE)
+        return pc.cast(column, TS_TYPE, safe=False)  # finer units truncate to the millisecond
     if pa.types.is_string(column.type):
         iso = pc.match_substring_regex(column, _ISO_TS)
         numeric = pc.match_substring_regex(column, _NUMBER)
@@ -110,8 +110,8 @@ def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
         text = pc.if_else(pc.match_substring_regex(text, _HAS_ZONE), text, pc.binary_join_element_wise(text, "Z", ""))
         text = pc.replace_substring_regex(text, r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})(Z|z|[+-]|$)", r"\1:00\2")
         text = pc.replace_substring(text, "z", "Z")
-        parsed = pc.cast(pc.cast(text, pa.timestamp("ns", tz="UTC")), pa.timestamp("ms", tz="UTC"))
-        iso_ms = pc.cast(pc.cast(parsed, pa.int64()), pa.float64())
+        parsed_ns = _parse_iso(text, rejections)
+        iso_ms = pc.cast(pc.divide(pc.cast(parsed_ns, pa.int64()), 1_000_000), pa.float64())
         number = pc.cast(pc.if_else(numeric, column, None), pa.float64())
         epoch_ms = pc.coalesce(iso_ms, _epoch_to_ms(number))
     elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
@@ -122,6 +122,24 @@ def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
     rejections.add(pc.is_valid(column).to_numpy(zero_copy_only=False)
                    & ((values < MIN_TS_MS) | (values >= MAX_TS_MS)), "ts: out of range (2000..2100)", "ts")
     return pa.array(values.astype(np.int64)).cast(TS_TYPE)
+
+
+def _parse_iso(text: pa.Array, rejections: _Rejections) -> pa.Array:
+    """ISO 8601 text to nanoseconds; the whole column at once, and value by value only when some
+    value that looks like a timestamp is not one (2026-13-45), so that row alone is rejected."""
+    nanos = pa.timestamp("ns", tz="UTC")
+    try:
+        return pc.cast(text, nanos)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed, failed = [], np.zeros(len(text), dtype=bool)
+        for i, value in enumerate(text.to_pylist()):
+            try:
+                parsed.append(None if value is None else pa.scalar(value).cast(nanos).value)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                parsed.append(None)
+                failed[i] = True
+        rejections.add(failed, "ts: not a valid date and time", "ts")
+        return pa.array(parsed, pa.int64()).cast(nanos)
 
 
 def _epoch_to_ms(number: pa.Array) -> pa.Array:
@@ -208,18 +226,17 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     kind = pc.if_else(pc.or_kleene(pc.is_null(kind), pc.equal(kind, "")), derived_kind, kind)
     rejections.add(pc.invert(pc.is_in(kind, pa.array(KINDS))), f"kind: not one of {', '.join(KINDS)}", "kind")
 
+    offsets = (provenance.offsets[np.asarray(row_index, dtype=np.int64) if row_index is not None else slice(None)]
+               if provenance.offsets is not None else np.full(n, -1, dtype=np.int64))
     event_id = _text(raw, "event_id")
     missing_id = pc.or_kleene(pc.is_null(event_id), pc.equal(event_id, "")).to_numpy(zero_copy_only=False)
     if missing_id.any():
-        generated = random_hex(np.random.default_rng(), n, 16)
-        event_id = pc.if_else(pa.array(missing_id), generated, event_id)
+        event_id = pc.if_else(pa.array(missing_id), _generated_ids(provenance, offsets), event_id)
 
     ok = rejections.ok
     bad = _render_bad(raw, rejections, row_index, raw_lines) if not ok.all() else []
     if now_ms is None:
         now_ms = int(time.time() * 1000)
-    offsets = (provenance.offsets[np.asarray(row_index, dtype=np.int64) if row_index is not None else slice(None)]
-               if provenance.offsets is not None else np.full(n, -1, dtype=np.int64))
     facts = pa.table({
         "event_id": event_id,
         "ts": ts,
@@ -268,6 +285,15 @@ def _render_bad(raw: pa.Table, rejections: _Rejections, row_index: list[int] | N
                 else orjson.dumps(record, default=str).decode())
         bad.append(BadRecord(position, text, message))
     return bad
+
+
+def _generated_ids(provenance: Provenance, offsets: np.ndarray) -> pa.Array:
+    """Ids for events sent without one. From Kafka they name the message (``topic:partition:offset``),
+    so a replay or another engine gives the same id; otherwise they are random."""
+    if provenance.offsets is None:
+        return random_hex(np.random.default_rng(), len(offsets), 16)
+    prefix = f"{provenance.topic}:{provenance.partition}:"
+    return pc.binary_join_element_wise(prefix, pa.array(offsets).cast(pa.string()), "")
 
 
 def normalize_ndjson(payload: bytes, provenance: Provenance, now_ms: int | None = None) -> Normalized:

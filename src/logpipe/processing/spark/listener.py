@@ -54,7 +54,7 @@ class ProgressListener(StreamingQueryListener):
             "event": "spark_query_progress", "id": progress.get("id"), "batch_id": progress.get("batchId"),
             "input_rows": progress.get("numInputRows"), "input_rows_per_s": progress.get("inputRowsPerSecond"),
             "processed_rows_per_s": progress.get("processedRowsPerSecond"), "batch_ms": duration_ms,
-            "offsets_behind_latest": behind}).decode())
+            "offsets_behind_latest": behind, "durations_ms": progress.get("durationMs")}).decode())
 
     def onQueryIdle(self, event) -> None:
         pass

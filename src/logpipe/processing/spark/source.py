@@ -68,6 +68,8 @@ class KafkaStreamReader(DataSourceStreamReader):
         self.fail_on_data_loss = options.get("failOnDataLoss", "true").lower() == "true"
         self.read_tasks = int(options.get("readTasks", "4"))
         self._consumer = None
+        self._probe = None
+        self._latest: Offsets | None = None
 
     # driver side ---------------------------------------------------------------------------------
     def _metadata_consumer(self):
@@ -100,14 +102,16 @@ class KafkaStreamReader(DataSourceStreamReader):
                  for p, (low, high) in parts.items() if high > low]
         if not probe:
             return marks
-        consumer = Consumer({**self.client, "group.id": "logpipe-spark-planner", "enable.auto.commit": False,
-                             "enable.partition.eof": True})
+        if self._probe is None:
+            self._probe = Consumer({**self.client, "group.id": "logpipe-spark-planner", "enable.auto.commit": False,
+                                    "enable.partition.eof": True, "fetch.wait.max.ms": 10})
+        consumer = self._probe
         try:
             consumer.assign(probe)
             pending = {(tp.topic, str(tp.partition)) for tp in probe}
             deadline = time.monotonic() + 10
             while pending and time.monotonic() < deadline:
-                for message in consumer.consume(num_messages=10_000, timeout=0.5):
+                for message in consumer.consume(num_messages=10_000, timeout=0.05):
                     key = (message.topic(), str(message.partition()))
                     error = message.error()
                     if error is not None and error.code() == KafkaError._PARTITION_EOF:
@@ -116,7 +120,7 @@ class KafkaStreamReader(DataSourceStreamReader):
                         low, high = marks[key[0]][key[1]]
                         marks[key[0]][key[1]] = (low, max(high, message.offset() + 1))
         finally:
-            consumer.close()
+            consumer.unassign()
         return marks
 
     def initialOffset(self) -> Offsets:
@@ -126,7 +130,7 @@ class KafkaStreamReader(DataSourceStreamReader):
     def latestOffset(self, start: Offsets | None = None, limit: Any = None) -> Offsets:
         marks = self._watermarks()
         start = start or {}
-        latest = {t: {p: high for p, (_, high) in parts.items()} for t, parts in marks.items()}
+        latest = self._latest = {t: {p: high for p, (_, high) in parts.items()} for t, parts in marks.items()}
         begin = {t: {p: start.get(t, {}).get(p, low) for p, (low, _) in parts.items()} for t, parts in marks.items()}
         max_rows = self.max_offsets
         if ReadMaxRows is not None and isinstance(limit, ReadMaxRows):
@@ -143,7 +147,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.max_offsets)
 
     def reportLatestOffset(self) -> Offsets | None:
-        return {t: {p: high for p, (_, high) in parts.items()} for t, parts in self._watermarks().items()}
+        return self._latest  # as seen by the latestOffset call of this trigger
 
     def partitions(self, start: Offsets, end: Offsets) -> list[ReadTask]:
         ranges = []
@@ -160,9 +164,10 @@ class KafkaStreamReader(DataSourceStreamReader):
         pass  # Spark's checkpoint holds the offsets; nothing to acknowledge to Kafka
 
     def stop(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        for consumer in (self._consumer, self._probe):
+            if consumer is not None:
+                consumer.close()
+        self._consumer = self._probe = None
 
     # executor side -------------------------------------------------------------------------------
     def read(self, partition: ReadTask) -> Iterator[pa.RecordBatch]:
@@ -208,7 +213,7 @@ def read_ranges(client: dict[str, Any], ranges: tuple[OffsetRange, ...],
     deadline = time.monotonic() + timeout_s
     try:
         while ends:
-            messages = consumer.consume(num_messages=READ_CHUNK, timeout=1.0)
+            messages = consumer.consume(num_messages=READ_CHUNK, timeout=0.05)  # returns early only when full
             if not messages and time.monotonic() > deadline:
                 raise TimeoutError(f"reading {sorted(ends)} stalled")
             for message in messages:

@@ -1,0 +1,182 @@
+"""The Spark engine (pyspark local[2], the python Kafka source) against tansu and the embedded store.
+
+One SparkSession serves the module; the crash test runs `logpipe spark` as its own driver process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.kafka_processor import KafkaProcessor
+from logpipe.processing.spark.config import SparkConfig
+from logpipe.processing.spark.job import spark_session, start_query
+from logpipe.processing.spark.listener import ProgressListener
+from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
+from logpipe.warehouse.config import WarehouseConfig
+from logpipe.warehouse.sink import dead_letter_sink, fact_sink
+from logpipe.warehouse.store import Store
+from tests.conftest import LOGPIPE, free_port
+from tests.kafka_support import caught_up, kafka_test_config, produce_traffic, wait_for
+
+CORPUS = Path(__file__).with_name("golden_corpus.ndjson")
+UNDECODABLE = [b"\xff\xfe not utf-8", b""]
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    session = spark_session(SparkConfig(checkpoint_dir=tmp_path_factory.mktemp("unused"), ui=False))
+    session.streams.addListener(ProgressListener())
+    yield session
+    session.stop()
+
+
+def golden_corpus() -> list[bytes]:
+    now = datetime.now(UTC)
+    seconds = now.timestamp()
+    text = CORPUS.read_text()
+    for name, value in {"$NOW_ISO": now.isoformat(), "$NOW_NAIVE": now.replace(tzinfo=None).isoformat(),
+                        "$NOW_NS": str(int(seconds * 1e9)), "$NOW_US": str(int(seconds * 1e6)),
+                        "$NOW_MS": str(int(seconds * 1e3)), "$NOW_S": f"{seconds:.3f}"}.items():
+        text = text.replace(name, value)
+    return [line.encode() for line in text.splitlines()] + UNDECODABLE
+
+
+def _spark_config(tmp_path: Path, **overrides) -> SparkConfig:
+    return SparkConfig(checkpoint_dir=tmp_path / "checkpoint", ui=False, trigger_s=0.5, **overrides)
+
+
+def _second_store(store: Store) -> Store:
+    other = Store(WarehouseConfig(data_dir=store.config.data_dir, database=f"t_{uuid.uuid4().hex[:10]}"))
+    other.apply_schema()
+    return other
+
+
+def _facts(store: Store) -> list[tuple]:
+    columns = [c for c in store.query_rows(f"SELECT * FROM {store.database}.fact_log LIMIT 0")[0] if c != "ingest_ts"]
+    return store.query_rows(f"SELECT {', '.join(columns)} FROM {store.database}.fact_log "
+                            "ORDER BY topic, partition, offset")[1]
+
+
+def _dead_letters(store: Store) -> list[tuple]:
+    return store.query_rows(f"SELECT topic, partition, offset, reason, raw FROM {store.database}.dead_letter "
+                            "ORDER BY topic, partition, offset")[1]
+
+
+def test_both_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store, tmp_path):
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    corpus = golden_corpus()
+    producer = KafkaProducerTransport(config)
+    topic = config.topic_prefix + "order"
+    producer.send_raw(corpus, [topic] * len(corpus), [None] * len(corpus)).result(30)
+    producer.close()
+    after = produce_traffic(config, 3_000, seed=41)  # the stream goes on after the malformed ones
+
+    embedded = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
+                              ProcessorConfig(batch_max_rows=10_000, flush_interval_s=0.3))
+    thread = threading.Thread(target=embedded.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: caught_up(config), 120)
+    finally:
+        embedded.stop()
+        thread.join(60)
+
+    spark_store = _second_store(store)
+    query = start_query(spark, spark_store, config, _spark_config(tmp_path), "python")
+    query.processAllAvailable()
+    query.stop()
+
+    bad_lines = sum(1 for line in corpus if b"bad-" in line or not line.startswith(b'{"') or line == b"{}")
+    embedded_facts, spark_facts = _facts(store), _facts(spark_store)
+    assert len(embedded_facts) == len(corpus) - bad_lines + after.num_rows
+    assert spark_facts == embedded_facts
+    embedded_dead = _dead_letters(store)
+    assert len(embedded_dead) == bad_lines
+    assert _dead_letters(spark_store) == embedded_dead
+    ids = {row[0] for row in embedded_facts}
+    assert {"g-01", "g-20", f"{topic}:"} - ids == {f"{topic}:"}  # ids were kept; missing ones named by offset
+    assert sum(1 for i in ids if i.startswith(f"{topic}:")) == 2
+
+
+def test_stopping_the_query_mid_stream_and_restarting_loses_and_doubles_nothing(spark, kafka_broker, store,
+                                                                                 tmp_path):
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    produced = produce_traffic(config, 40_000, seed=42).num_rows
+    spark_config = _spark_config(tmp_path, max_offsets_per_trigger=8_000)
+    query = start_query(spark, store, config, spark_config, "python")
+    assert wait_for(lambda: store.scalar(f"SELECT count() FROM {store.database}.fact_log") > 0, 120)
+    query.stop()
+    stopped_at = store.scalar(f"SELECT count() FROM {store.database}.fact_log")
+    assert 0 < stopped_at < produced
+
+    restarted = start_query(spark, store, config, spark_config, "python")
+    assert restarted.id == query.id  # the same query, resumed from its checkpoint
+    restarted.processAllAvailable()
+    restarted.stop()
+    assert store.query_rows(f"SELECT count(), uniqExact(event_id) FROM {store.database}.fact_log")[1] == [
+        (produced, produced)]
+
+
+def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(kafka_broker, tmp_path):
+    config, env = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    produced = produce_traffic(config, 60_000, seed=43).num_rows
+    port = free_port()
+    env = {**os.environ, **env, "LOGPIPE_DATA_DIR": str(tmp_path), "LOGPIPE_PROCESS_PORT": str(port),
+           "LOGPIPE_SPARK_MAX_OFFSETS_PER_TRIGGER": "6000", "LOGPIPE_SPARK_TRIGGER_S": "0.5"}
+    log = open(tmp_path / "spark.log", "ab")  # noqa: SIM115
+
+    def count() -> tuple[int, int]:
+        try:
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/query", timeout=10,
+                                  content=b"SELECT count(), uniqExact(event_id) FROM analytics.fact_log")
+            return tuple(response.json()["rows"][0]) if response.status_code == 200 else (0, 0)
+        except httpx.HTTPError:
+            return (0, 0)
+
+    driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log)
+    try:
+        assert wait_for(lambda: count()[0] > 0, 180), (tmp_path / "spark.log").read_text()[-3000:]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        time.sleep(2)  # the JVM exits when its Python driver is gone
+        driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log)
+        assert wait_for(lambda: count()[0] >= produced, 240), (count(), (tmp_path / "spark.log").read_text()[-3000:])
+        assert count() == (produced, produced)
+        def gauge(name: str) -> float:
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+            raise AssertionError(f"{name} not exposed")
+
+        assert gauge("logpipe_spark_processed_rows_per_second") > 0
+        assert gauge("logpipe_spark_batch_seconds") > 0
+        behind = gauge("logpipe_spark_offsets_behind_latest")
+        assert wait_for(lambda: gauge("logpipe_spark_offsets_behind_latest") == 0, 60), behind
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(90) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        log.close()
+
+
+def test_auto_picks_the_python_source_without_the_connector_jars_and_kafka_says_why(spark):
+    from logpipe.processing.spark.job import resolve_source
+
+    assert resolve_source(spark, "auto") == "python"
+    with pytest.raises(RuntimeError, match="spark-sql-kafka-0-10"):
+        resolve_source(spark, "kafka")
