@@ -180,3 +180,25 @@ def test_auto_picks_the_python_source_without_the_connector_jars_and_kafka_says_
     assert resolve_source(spark, "auto") == "python"
     with pytest.raises(RuntimeError, match="spark-sql-kafka-0-10"):
         resolve_source(spark, "kafka")
+
+
+def test_a_query_that_dies_is_reported_with_its_exception(spark, kafka_broker, tmp_path):
+    from pyspark.errors import StreamingQueryException
+
+    from logpipe import metrics
+    from logpipe.warehouse.remote import RemoteStore
+
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    produce_traffic(config, 100, seed=44)
+    listener = ProgressListener()
+    spark.streams.addListener(listener)
+    failures_before = metrics.SPARK_QUERY_FAILURES._value.get()
+    gone = RemoteStore(WarehouseConfig(url=f"logpipe+http://127.0.0.1:{free_port()}"))
+    query = start_query(spark, gone, config, _spark_config(tmp_path), "python")
+    with pytest.raises(StreamingQueryException, match="unreachable"):
+        query.awaitTermination(120)
+    assert wait_for(lambda: listener.failure is not None, 30)
+    assert "unreachable" in listener.failure
+    assert metrics.SPARK_QUERY_FAILURES._value.get() > failures_before
+    spark.streams.removeListener(listener)
