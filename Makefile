@@ -16,12 +16,20 @@ $(STAMP): pyproject.toml
 system:
 	scripts/install-system-packages.sh
 
+# The dashboard's charting library (Apache ECharts) comes from the npm registry and is served by the
+# gateway as a static file: no CDN, the page works offline.
+ECHARTS := src/logpipe/dashboard/static/vendor/echarts.min.js
+$(ECHARTS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $(ECHARTS))
+	cp node_modules/echarts/dist/echarts.min.js $(ECHARTS)
+
 venv: $(STAMP)
 
-up: $(STAMP)
+up: $(STAMP) $(ECHARTS)
 	$(BIN)/logpipe up
 
-test: $(STAMP) system
+test: $(STAMP) $(ECHARTS) system
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -ra
 
@@ -32,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulator_throughput.py
 
 clean:
-	rm -rf $(VENV) data tests/artifacts
+	rm -rf $(VENV) data tests/artifacts node_modules $(dir $(ECHARTS))

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs, installed only where missing: Java 17 for Spark (pyspark).
+# Debian packages the test suite needs, installed only where missing: Java 17 for Spark (pyspark),
+# Chromium for the dashboard's browser test (driven by Playwright, which must never fetch its own).
 set -euo pipefail
 missing=()
 java -version >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -24,6 +24,9 @@ schema_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.add_typer(config_app, name="config")
+grafana_app = typer.Typer(help="Grafana provisioning.", no_args_is_help=True)
+app.add_typer(grafana_app, name="grafana")
+GRAFANA_DASHBOARD = Path("deploy/grafana/dashboards/logpipe.json")
 console = Console(stderr=True)
 
 
@@ -341,6 +344,19 @@ def kafka_topics(
         table.add_row(name, str(len(partitions)), str(sum(ends)), str(lag))
     consumer.close()
     Console().print(table)
+
+
+@grafana_app.command("export")
+def grafana_export(
+    out: Annotated[Path, typer.Option(help="Where to write the dashboard JSON.")] = GRAFANA_DASHBOARD,
+    database: Annotated[str, typer.Option(help="Database the queries read.")] = "analytics",
+) -> None:
+    """Write the Grafana dashboard generated from the panel definitions (the built-in dashboard's)."""
+    from logpipe.dashboard.grafana import dashboard_json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(dashboard_json(database))
+    console.print(f"wrote {out}", highlight=False)
 
 
 @config_app.command("docs")

@@ -1,0 +1,161 @@
+"""The dashboard's panels, defined once: a title, a ClickHouse query with named parameters, a chart.
+
+The built-in dashboard runs these queries with bound parameters (``{from:DateTime64(3)}``,
+``{to:DateTime64(3)}``, ``{bucket:UInt32}`` seconds, ``{service:String}``, empty for all); the
+Grafana export rewrites the same text into Grafana's macros (``grafana_sql``). Queries read the
+per-minute rollup ``fact_log_1m`` wherever minute resolution suffices.
+
+Result shapes, by chart: ``timeseries`` returns (t, series, value) rows; ``bar`` (label, series, value);
+``table`` any columns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TIME_FILTER = re.compile(r"(\w+) >= \{from:DateTime64\(3\)\} AND \1 < \{to:DateTime64\(3\)\}")
+BUCKET = re.compile(r"toStartOfInterval\((\w+), INTERVAL \{bucket:UInt32\} SECOND\)")
+SERVICE_FILTER = "({service:String} = '' OR service = {service:String})"
+GRAFANA_ALL = "__all"
+
+
+@dataclass(frozen=True)
+class Panel:
+    id: str
+    title: str
+    chart: str  # timeseries | bar | table
+    sql: str
+    unit: str = ""
+    description: str = ""
+    width: int = 1  # grid columns of 2
+
+
+def _rollup(select: str, where: str = "", group: str = "t, series", order: str = "t, series") -> str:
+    extra = f" AND {where}" if where else ""
+    return (f"SELECT {select} FROM {{db}}.fact_log_1m "
+            f"WHERE minute >= {{from:DateTime64(3)}} AND minute < {{to:DateTime64(3)}} AND {SERVICE_FILTER}{extra} "
+            f"GROUP BY {group} ORDER BY {order}")
+
+
+BUCKET_MINUTE = "toStartOfInterval(minute, INTERVAL {bucket:UInt32} SECOND)"
+BUCKET_TS = "toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND)"
+FACTS_IN_RANGE = f"ts >= {{from:DateTime64(3)}} AND ts < {{to:DateTime64(3)}} AND {SERVICE_FILTER}"
+
+PANELS: tuple[Panel, ...] = (
+    Panel("eps", "Events per second", "timeseries", _rollup(
+        f"{BUCKET_MINUTE} AS t, 'total' AS series, sum(events) / {{bucket:UInt32}} AS value",
+        group="t", order="t")
+        + " UNION ALL " + _rollup(f"{BUCKET_MINUTE} AS t, service AS series, sum(events) / {{bucket:UInt32}} AS value"),
+        unit="ev/s", description="All events and per service, by event time.", width=2),
+    Panel("error_rate", "Error rate per service", "timeseries", _rollup(
+        f"{BUCKET_MINUTE} AS t, concat(service, ' 5xx') AS series, "
+        "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS value")
+        + " UNION ALL " + _rollup(
+        f"{BUCKET_MINUTE} AS t, concat(service, ' ERROR') AS series, "
+        "round(100 * sum(error_logs) / greatest(sum(events), 1), 2) AS value"),
+        unit="%", description="Share of requests answered 5xx, and share of logs at ERROR or FATAL."),
+    Panel("status_codes", "Status codes", "bar",
+          "SELECT toString(status) AS label, 'requests' AS series, count() AS value FROM {db}.fact_log "
+          f"WHERE {FACTS_IN_RANGE} AND kind = 'request' GROUP BY label ORDER BY label",
+          unit="requests", description="Distribution of status codes over the range."),
+    Panel("status_classes", "Status classes over time", "timeseries", _rollup(
+        f"{BUCKET_MINUTE} AS t, '4xx' AS series, sum(errors_4xx) / {{bucket:UInt32}} AS value", group="t", order="t")
+        + " UNION ALL " + _rollup(
+        f"{BUCKET_MINUTE} AS t, '5xx' AS series, sum(errors_5xx) / {{bucket:UInt32}} AS value", group="t", order="t")
+        + " UNION ALL " + _rollup(
+        f"{BUCKET_MINUTE} AS t, '2xx/3xx' AS series, "
+        f"(sum(requests) - sum(errors_4xx) - sum(errors_5xx)) / {{bucket:UInt32}} AS value", group="t", order="t"),
+        unit="req/s"),
+    Panel("dead_letters", "Dead-lettered records per minute", "timeseries",
+          "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
+          "substring(reason, 1, position(concat(reason, ' ('), ' (') - 1) AS series, count() AS value "
+          "FROM {db}.dead_letter WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
+          "GROUP BY t, series ORDER BY t, series", unit="records",
+          description="By reason (the part before the offending value)."),
+    Panel("latency", "Latency p50 / p95 / p99", "timeseries",
+          "SELECT t, concat(service, ' p', q) AS series, round(toFloat64(value), 1) AS value FROM ("
+          + _rollup(f"{BUCKET_MINUTE} AS t, service, "
+                    "quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q) AS qs",
+                    group="t, service", order="t, service")
+          + ") ARRAY JOIN qs AS value, ['50', '95', '99'] AS q ORDER BY t, series",
+          unit="ms", description="Request latency quantiles per service (t-digest per minute).", width=2),
+    Panel("slow_endpoints", "Slowest endpoints (p99)", "table", _rollup(
+        "service, endpoint, round(toFloat64(quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q)[3]), 1) AS p99_ms, "
+        "sum(requests) AS request_count", where="endpoint != ''", group="service, endpoint",
+        order="p99_ms DESC LIMIT 10"), unit="ms"),
+    Panel("error_endpoints", "Top error endpoints", "table", _rollup(
+        "service, endpoint, sum(errors_5xx) AS server_errors, sum(errors_4xx) AS client_errors, "
+        "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS rate_5xx_pct",
+        where="endpoint != ''", group="service, endpoint", order="server_errors DESC LIMIT 10")),
+    Panel("error_messages", "Top error messages", "table",
+          "SELECT service, error_code, substring(message, 1, 120) AS message, count() AS events FROM {db}.fact_log "
+          f"WHERE {FACTS_IN_RANGE} AND level IN ('ERROR', 'FATAL') "
+          "GROUP BY service, error_code, message ORDER BY events DESC LIMIT 10", width=2),
+    Panel("pipeline", "Inserted per second and freshness", "timeseries",
+          "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, 'inserted ev/s' AS series, "
+          "count() / {bucket:UInt32} AS value FROM {db}.fact_log "
+          "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
+          f"AND {SERVICE_FILTER} GROUP BY t "
+          "UNION ALL SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
+          "'freshness p99 (s)' AS series, "
+          "round(quantile(0.99)(dateDiff('millisecond', ts, ingest_ts)) / 1000, 3) AS value FROM {db}.fact_log "
+          "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
+          f"AND {SERVICE_FILTER} GROUP BY t ORDER BY t, series",
+          description="Rows inserted by ingest time, and event time to insert (p99).", width=2),
+    # The watchdog's alerts panel (fired and resolved) joins here once analytics.alerts exists.
+)
+
+PANELS_BY_ID = {panel.id: panel for panel in PANELS}
+
+
+def grafana_sql(panel: Panel, database: str) -> str:
+    """The panel's query in Grafana's dialect: $__timeFilter, $__timeInterval and a ${service} variable."""
+    sql = panel.sql.replace("{db}", database)
+    sql = TIME_FILTER.sub(r"$__timeFilter(\1)", sql)
+    sql = BUCKET.sub(r"$__timeInterval(\1)", sql)
+    sql = sql.replace(SERVICE_FILTER, f"('${{service}}' = '{GRAFANA_ALL}' OR service = '${{service}}')")
+    sql = sql.replace("{bucket:UInt32}", "$__interval_s")
+    leftover = re.search(r"\{\w+:[^}]+\}", sql)
+    if leftover:
+        raise ValueError(f"panel {panel.id}: no Grafana form for {leftover.group(0)}")
+    return sql
+
+
+@dataclass(frozen=True)
+class PanelRange:
+    """Validated parameters of one panel request."""
+
+    start_ms: int
+    end_ms: int
+    service: str = ""
+
+    MAX_POINTS = 240
+
+    def __post_init__(self) -> None:
+        if not 0 < self.start_ms < self.end_ms:
+            raise ValueError("from must be before to (epoch milliseconds)")
+        if self.end_ms - self.start_ms > 400 * 86_400_000:
+            raise ValueError("range longer than 400 days")
+        if not SERVICE_NAME.fullmatch(self.service):
+            raise ValueError("service: letters, digits, '.', '_' and '-' only (at most 64)")
+
+    @property
+    def bucket_s(self) -> int:
+        """A whole number of minutes giving at most MAX_POINTS points (the rollup is per minute)."""
+        seconds = (self.end_ms - self.start_ms) / 1000 / self.MAX_POINTS
+        return max(60, int(-(-seconds // 60)) * 60)
+
+    def parameters(self) -> dict[str, object]:
+        from datetime import UTC, datetime
+
+        return {"from": datetime.fromtimestamp(self.start_ms / 1000, UTC),
+                "to": datetime.fromtimestamp(self.end_ms / 1000, UTC),
+                "bucket": self.bucket_s, "service": self.service}
+
+
+SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
+def panel_sql(panel: Panel, database: str) -> str:
+    return panel.sql.replace("{db}", database)

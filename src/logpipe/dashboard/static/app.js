@@ -1,0 +1,218 @@
+// logpipe's built-in dashboard: panels from /api/panels, data from /api/panels/{id}, drawn with ECharts.
+"use strict";
+
+const REFRESH_MS = 5000;
+const state = { panels: [], charts: new Map(), timer: null, inflight: false };
+const $ = (id) => document.getElementById(id);
+
+function theme() {
+  const saved = localStorage.getItem("logpipe-theme");
+  if (saved) return saved;
+  return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+function applyTheme() {
+  document.documentElement.dataset.theme = theme();
+  for (const [id, chart] of state.charts) {  // ECharts takes its theme at init: rebuild the charts
+    chart.dispose();
+    state.charts.delete(id);
+  }
+  refresh();
+}
+
+function range() {
+  const choice = $("range").value;
+  if (choice === "custom") {
+    const from = Date.parse($("from").value), to = Date.parse($("to").value);
+    if (Number.isFinite(from) && Number.isFinite(to) && from < to) return { from, to };
+  }
+  const span = Number(choice) || 3600000;
+  const to = Date.now();
+  return { from: to - span, to };
+}
+
+function setStatus(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+function layout() {
+  const grid = $("grid");
+  grid.replaceChildren();
+  for (const panel of state.panels) {
+    const card = document.createElement("section");
+    card.className = "panel" + (panel.width > 1 ? " wide" : "");
+    card.id = `panel-${panel.id}`;
+    card.dataset.chart = panel.chart;
+    const title = document.createElement("h2");
+    title.textContent = panel.title + (panel.unit ? ` (${panel.unit})` : "");
+    card.append(title);
+    if (panel.description) {
+      const hint = document.createElement("p");
+      hint.className = "hint";
+      hint.textContent = panel.description;
+      card.append(hint);
+    }
+    const body = document.createElement("div");
+    body.className = "body";
+    card.append(body);
+    grid.append(card);
+  }
+}
+
+function chartFor(panel, body) {
+  let chart = state.charts.get(panel.id);
+  if (!chart) {
+    body.replaceChildren();
+    chart = echarts.init(body, theme() === "dark" ? "dark" : null, { renderer: "canvas" });
+    state.charts.set(panel.id, chart);
+  }
+  return chart;
+}
+
+function seriesOf(rows, keyIndex, xIndex, valueIndex) {
+  const groups = new Map();
+  for (const row of rows) {
+    const key = String(row[keyIndex]);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push([row[xIndex], row[valueIndex]]);
+  }
+  return groups;
+}
+
+function drawTimeseries(panel, data, body, window) {
+  const groups = seriesOf(data.rows, 1, 0, 2);
+  for (const points of groups.values()) points.sort((a, b) => a[0] - b[0]);
+  chartFor(panel, body).setOption({
+    backgroundColor: "transparent",
+    tooltip: { trigger: "axis" },
+    legend: { type: "scroll", top: 0 },
+    grid: { left: 50, right: 16, top: 36, bottom: 28 },
+    xAxis: { type: "time", min: window.from, max: window.to },  // the chosen range, however sparse the data
+    yAxis: { type: "value", name: panel.unit },
+    series: [...groups].map(([name, points]) => ({
+      name, type: "line", data: points, showSymbol: points.length < 3, symbolSize: 6,
+    })),
+  }, { notMerge: true });
+}
+
+function drawBar(panel, data, body) {
+  const labels = [...new Set(data.rows.map((r) => String(r[0])))];
+  const groups = seriesOf(data.rows, 1, 0, 2);
+  chartFor(panel, body).setOption({
+    backgroundColor: "transparent",
+    tooltip: { trigger: "axis" },
+    grid: { left: 60, right: 16, top: 24, bottom: 28 },
+    xAxis: { type: "category", data: labels },
+    yAxis: { type: "value", name: panel.unit },
+    series: [...groups].map(([name, points]) => {
+      const byLabel = new Map(points.map(([label, value]) => [String(label), value]));
+      return { name, type: "bar", data: labels.map((l) => byLabel.get(l) ?? 0) };
+    }),
+  }, { notMerge: true });
+}
+
+function drawTable(panel, data, body) {
+  const old = state.charts.get(panel.id);
+  if (old) { old.dispose(); state.charts.delete(panel.id); }
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const column of data.columns) {
+    const th = document.createElement("th");
+    th.textContent = column;
+    head.append(th);
+  }
+  const tbody = table.createTBody();
+  for (const row of data.rows) {
+    const tr = tbody.insertRow();
+    for (const value of row) {
+      const td = tr.insertCell();
+      td.textContent = value === null ? "" : String(value);
+      if (typeof value === "number") td.className = "num";
+    }
+  }
+  body.replaceChildren(table);
+}
+
+function drawEmpty(panel, body) {
+  const old = state.charts.get(panel.id);
+  if (old) { old.dispose(); state.charts.delete(panel.id); }
+  const note = document.createElement("div");
+  note.className = "empty";
+  note.textContent = "No data in this range";
+  body.replaceChildren(note);
+}
+
+const DRAW = { timeseries: drawTimeseries, bar: drawBar, table: drawTable };
+
+async function refreshPanel(panel, query, window) {
+  const card = $(`panel-${panel.id}`);
+  const body = card.querySelector(".body");
+  const response = await fetch(`/api/panels/${panel.id}?${query}`);
+  if (!response.ok) throw new Error(`${panel.title}: HTTP ${response.status}`);
+  const data = await response.json();
+  card.dataset.rows = String(data.rows.length);
+  if (data.rows.length === 0) drawEmpty(panel, body);
+  else (DRAW[panel.chart] || drawTable)(panel, data, body, window);
+  card.dataset.rendered = String(Date.now());
+}
+
+async function refresh() {
+  if (state.inflight || !state.panels.length) return;
+  state.inflight = true;
+  const window = range();
+  const query = new URLSearchParams({ from: String(window.from), to: String(window.to), service: $("service").value });
+  try {
+    await Promise.all(state.panels.map((panel) => refreshPanel(panel, query, window)));
+    setStatus(`updated ${new Date().toLocaleTimeString()}`);
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  } catch (error) {
+    setStatus(String(error.message || error), true);
+  } finally {
+    state.inflight = false;
+  }
+}
+
+function schedule() {
+  clearInterval(state.timer);
+  state.timer = null;
+  if ($("live").checked && !document.hidden) state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+async function loadServices() {
+  const response = await fetch("/api/services");
+  if (!response.ok) return;
+  const select = $("service");
+  const current = select.value;
+  for (const name of await response.json()) {
+    if (![...select.options].some((o) => o.value === name)) select.add(new Option(name, name));
+  }
+  select.value = current;
+}
+
+async function main() {
+  if (typeof echarts === "undefined") {
+    setStatus("The charting library is missing: run `make up` (it installs ECharts from npm).", true);
+    return;
+  }
+  document.documentElement.dataset.theme = theme();
+  state.panels = await (await fetch("/api/panels")).json();
+  layout();
+  await loadServices();
+  $("range").addEventListener("change", () => { $("custom").hidden = $("range").value !== "custom"; refresh(); });
+  $("from").addEventListener("change", refresh);
+  $("to").addEventListener("change", refresh);
+  $("service").addEventListener("change", refresh);
+  $("live").addEventListener("change", schedule);
+  $("theme").addEventListener("click", () => {
+    localStorage.setItem("logpipe-theme", theme() === "dark" ? "light" : "dark");
+    applyTheme();
+  });
+  document.addEventListener("visibilitychange", () => { schedule(); if (!document.hidden) refresh(); });
+  window.addEventListener("resize", () => { for (const chart of state.charts.values()) chart.resize(); });
+  setInterval(loadServices, 60000);
+  await refresh();
+  schedule();
+}
+
+main();

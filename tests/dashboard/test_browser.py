@@ -1,0 +1,79 @@
+"""The built-in dashboard in headless Debian Chromium, driven by Playwright (never its own browser)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from logpipe.dashboard.panels import PANELS
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def page():
+    assert CHROMIUM.exists(), "make test installs Debian's chromium (scripts/install-system-packages.sh)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.problems = []
+        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        yield page
+        browser.close()
+
+
+def _series_names(page, panel_id: str) -> list[str]:
+    return page.evaluate(
+        "(id) => echarts.getInstanceByDom(document.querySelector(`#panel-${id} .body`))"
+        ".getOption().series.map((s) => s.name)", panel_id)
+
+
+def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, logpipe_factory):
+    lp = logpipe_factory(LOGPIPE_SIM_RATE="3000")
+    # a couple of dead letters, so that panel has something to draw too
+    assert httpx.post(f"{lp.base}/v1/logs", content=b'{"service": "auth"}\n{"ts": "soon"}\n').status_code == 200
+    assert lp.query("SELECT count() FROM analytics.fact_log")[0][0] >= 0
+
+    page.goto(lp.base + "/")
+    chart_panels = [p.id for p in PANELS if p.chart != "table"]
+    all_drawn = " && ".join(f"Number(document.querySelector('#panel-{p.id}')?.dataset.rows) > 0" for p in PANELS)
+    page.wait_for_function(all_drawn, timeout=90_000, polling=1000)
+    for panel_id in chart_panels:
+        assert page.locator(f"#panel-{panel_id} .body canvas").count() >= 1, panel_id
+    for panel in PANELS:
+        if panel.chart == "table":
+            assert page.locator(f"#panel-{panel.id} tbody tr").count() >= 1, panel.id
+    assert "auth" in _series_names(page, "eps") and "order" in _series_names(page, "eps")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # the service filter narrows every chart to one service
+    page.wait_for_function("document.querySelector('#service').options.length > 2", timeout=30_000)
+    before = int(page.evaluate("document.body.dataset.refreshes"))
+    page.select_option("#service", "auth")
+    page.wait_for_function(f"Number(document.body.dataset.refreshes) > {before}", timeout=30_000)
+    assert sorted(_series_names(page, "eps")) == ["auth", "total"]
+
+    # a range in the past has nothing to draw
+    yesterday = datetime.now() - timedelta(days=1)
+    page.select_option("#range", "custom")
+    page.fill("#from", (yesterday - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#to", yesterday.strftime("%Y-%m-%dT%H:%M"))
+    page.dispatch_event("#to", "change")
+    page.wait_for_function("document.querySelector('#panel-eps').dataset.rows === '0'", timeout=30_000)
+    assert page.locator("#panel-eps .empty").is_visible()
+
+    # dark mode redraws with the dark theme
+    page.click("#theme")
+    page.wait_for_function("document.documentElement.dataset.theme === 'dark'")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)
+    assert page.problems == []
+    assert lp.stop() == 0
