@@ -226,6 +226,43 @@ def query(
     _print_rows(columns, rows, output_format)
 
 
+@app.command()
+def alerts(
+    url: Annotated[str | None, typer.Option(help="Gateway base URL; default from settings.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, json or tsv.")] = "table",
+) -> None:
+    """List the alerts firing now (from analytics.alerts)."""
+    from logpipe.monitor.engine import ACTIVE_ALERTS_SQL
+
+    settings = _settings()
+    query(ACTIVE_ALERTS_SQL.replace("{db}", settings.clickhouse_database), url=url, output_format=output_format,
+          direct=False)
+
+
+@app.command()
+def watch(
+    url: Annotated[str | None, typer.Option(help="Gateway base URL to watch; default from settings.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="Rules YAML (LOGPIPE_WATCH_RULES).")] = None,
+) -> None:
+    """Run the watchdog on its own, against a running pipeline's API, until SIGINT/SIGTERM."""
+    from logpipe.monitor.checks import http_observer
+    from logpipe.monitor.engine import build_watchdog
+
+    _logging()
+    settings = _settings(watch_rules=rules)
+    base = url or _api_base(settings)
+    watchdog = build_watchdog(settings.monitor(), http_observer(base, settings.clickhouse_database))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    console.print(f"logpipe watch: {base}, {len(watchdog.rules.rules)} rules every {watchdog.rules.interval_s}s",
+                  highlight=False)
+    watchdog.start()
+    stopping.wait()
+    watchdog.stop()
+    console.print("logpipe watch stopped", highlight=False)
+
+
 def _print_rows(columns: list[str], rows: list, output_format: str) -> None:
     if output_format == "json":
         sys.stdout.write(orjson.dumps({"columns": columns, "rows": rows}, default=str).decode() + "\n")

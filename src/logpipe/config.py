@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from logpipe.gateway.config import GatewayConfig
+from logpipe.monitor.config import MonitorConfig
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.simulator.config import SimulatorConfig
@@ -73,6 +74,13 @@ class Settings(BaseSettings):
     spark_starting_offsets: str = Field("earliest", pattern="^(earliest|latest)$",
                                         description="Where a new Spark query (no checkpoint yet) starts.")
 
+    watch_enabled: bool = Field(True, description="Run the watchdog inside `logpipe up`.")
+    watch_rules: Path | None = Field(None, description="Alert rules YAML; default: the documented rules shipped "
+                                     "with logpipe (`src/logpipe/monitor/rules.yaml`).")
+    slack_webhook_url: str = Field("", description="Slack incoming webhook for alerts (Block Kit messages).")
+    alert_webhook_url: str = Field("", description="Generic JSON webhook for alerts.")
+    dashboard_url: str = Field("", description="Dashboard link in alert messages; default the gateway's `/`.")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -110,6 +118,12 @@ class Settings(BaseSettings):
                            master=self.spark_master, source=self.spark_source, trigger_s=self.spark_trigger_s,
                            max_offsets_per_trigger=self.spark_max_offsets_per_trigger or None,
                            starting_offsets=self.spark_starting_offsets)
+
+    def monitor(self) -> MonitorConfig:
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return MonitorConfig(rules_file=self.watch_rules, slack_webhook_url=self.slack_webhook_url,
+                             webhook_url=self.alert_webhook_url,
+                             dashboard_url=self.dashboard_url or f"http://{host}:{self.http_port}/")
 
     def gateway(self) -> GatewayConfig:
         return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,

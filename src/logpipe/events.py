@@ -89,6 +89,20 @@ DEAD_LETTER_SCHEMA: pa.Schema = pa.schema(
     [pa.field(name, arrow, nullable=False) for name, arrow, _ in DEAD_LETTER_FIELDS]
 )
 
+# Every alert transition the watchdog makes (firing, resolved), as stored in analytics.alerts.
+ALERT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("ts", TS_TYPE, "DateTime64(3, 'UTC')"),
+    ("rule", pa.string(), "LowCardinality(String)"),
+    ("subject", pa.string(), "String"),
+    ("state", pa.string(), "LowCardinality(String)"),
+    ("severity", pa.string(), "LowCardinality(String)"),
+    ("value", pa.float64(), "Float64"),
+    ("threshold", pa.float64(), "Float64"),
+    ("since", TS_TYPE, "DateTime64(3, 'UTC')"),
+    ("message", pa.string(), "String"),
+)
+ALERT_SCHEMA: pa.Schema = pa.schema([pa.field(name, arrow, nullable=False) for name, arrow, _ in ALERT_FIELDS])
+
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 KINDS: tuple[str, ...] = ("request", "app_error")
 

@@ -62,6 +62,7 @@ class Pipeline:
         self.kafka_processor = None
         self._kafka_thread = None
         self.simulator = SimulatorRunner(settings.simulator(), self._emit_simulated)
+        self.watchdog = None
         metrics.register_component("gateway")
 
     # lifecycle -----------------------------------------------------------------------------------
@@ -86,10 +87,19 @@ class Pipeline:
         elif self.processor is not None:
             self.processor.start()
         self.simulator.start()
+        if self.settings.watch_enabled:
+            from logpipe.monitor.checks import Observer
+            from logpipe.monitor.engine import build_watchdog
+
+            self.watchdog = build_watchdog(self.settings.monitor(),
+                                           Observer(self.store, self.health, lambda: metrics.render().decode()))
+            self.watchdog.start()
         log.info("pipeline started")
 
     def stop(self) -> None:
         """Graceful: stop the simulator, refuse new intake, drain and flush, close the store."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
         log.info("stopping: simulator")
         self.simulator.stop()
         self.channel.close()

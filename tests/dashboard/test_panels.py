@@ -41,6 +41,14 @@ def seeded(store_dir):
     from logpipe.processing.normalize import dead_letter_table
 
     store.insert("dead_letter", dead_letter_table(bad.dead_letters, Provenance("http")))
+    alert = {"ts": [int(now * 1000)], "rule": ["error_rate"], "subject": ["payment"], "state": ["firing"],
+             "severity": ["critical"], "value": [61.0], "threshold": [20.0], "since": [int((now - 60) * 1000)],
+             "message": ["error_rate for payment: 61 is above 20"]}
+    import pyarrow as pa
+
+    from logpipe.events import ALERT_SCHEMA
+
+    store.insert("alerts", pa.table(alert).cast(ALERT_SCHEMA))
     yield store, now
     store.command("DROP DATABASE IF EXISTS dash_panels")
     store.close()

@@ -6,7 +6,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from logpipe.events import DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
+from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
@@ -25,6 +25,10 @@ def test_fact_log_ddl_equals_the_event_model(store):
 
 def test_dead_letter_ddl_equals_the_model(store):
     assert _columns(store, "dead_letter") == [(name, ch) for name, _, ch in DEAD_LETTER_FIELDS]
+
+
+def test_alerts_ddl_equals_the_model(store):
+    assert _columns(store, "alerts") == [(name, ch) for name, _, ch in ALERT_FIELDS]
 
 
 def test_schema_apply_is_idempotent(store):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 TIME_FILTER = re.compile(r"(\w+) >= \{from:DateTime64\(3\)\} AND \1 < \{to:DateTime64\(3\)\}")
 BUCKET = re.compile(r"toStartOfInterval\((\w+), INTERVAL \{bucket:UInt32\} SECOND\)")
 SERVICE_FILTER = "({service:String} = '' OR service = {service:String})"
+ANY_SERVICE_FILTER = re.compile(r"\(\{service:String\} = '' OR (\w+) = \{service:String\}\)")
 GRAFANA_ALL = "__all"
 
 
@@ -103,7 +104,11 @@ PANELS: tuple[Panel, ...] = (
           "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
           f"AND {SERVICE_FILTER} GROUP BY t ORDER BY t, series",
           description="Rows inserted by ingest time, and event time to insert (p99).", width=2),
-    # The watchdog's alerts panel (fired and resolved) joins here once analytics.alerts exists.
+    Panel("alerts", "Alerts fired and resolved", "table",
+          "SELECT ts, state, severity, rule, subject, round(value, 3) AS value, threshold, message "
+          "FROM {db}.alerts WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} "
+          "AND ({service:String} = '' OR subject = {service:String}) ORDER BY ts DESC LIMIT 50",
+          description="Every transition of the watchdog's alerts (analytics.alerts).", width=2),
 )
 
 PANELS_BY_ID = {panel.id: panel for panel in PANELS}
@@ -114,7 +119,7 @@ def grafana_sql(panel: Panel, database: str) -> str:
     sql = panel.sql.replace("{db}", database)
     sql = TIME_FILTER.sub(r"$__timeFilter(\1)", sql)
     sql = BUCKET.sub(r"$__timeInterval(\1)", sql)
-    sql = sql.replace(SERVICE_FILTER, f"('${{service}}' = '{GRAFANA_ALL}' OR service = '${{service}}')")
+    sql = ANY_SERVICE_FILTER.sub(rf"('${{service}}' = '{GRAFANA_ALL}' OR \1 = '${{service}}')", sql)
     sql = sql.replace("{bucket:UInt32}", "$__interval_s")
     leftover = re.search(r"\{\w+:[^}]+\}", sql)
     if leftover:

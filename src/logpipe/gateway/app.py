@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from logpipe.gateway.routers import dashboard, health, logs, query, simulator, warehouse
+from logpipe.gateway.routers import control, dashboard, health, logs, query, simulator, warehouse
 from logpipe.pipeline import Pipeline
 from logpipe.warehouse.store import Store
 
@@ -36,7 +36,8 @@ def create_app(pipeline: Pipeline) -> FastAPI:
     app.state.pipeline = pipeline
     app.state.store = pipeline.store
     app.state.health = pipeline.health
-    for router in (health.router, logs.router, simulator.router, query.router, warehouse.router, dashboard.router):
+    for router in (health.router, logs.router, simulator.router, control.router, query.router, warehouse.router,
+                   dashboard.router):
         app.include_router(router)
     return app
 

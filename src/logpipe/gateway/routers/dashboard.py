@@ -48,6 +48,12 @@ def _epoch_ms(value: object) -> object:
     return value
 
 
+def _readable(value: object) -> object:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
+
+
 @router.get("/api/panels/{panel_id}")
 async def panel_data(
     panel_id: str,
@@ -70,8 +76,9 @@ async def panel_data(
                                                 window.parameters())
     except StoreError as exc:
         raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
+    convert = _readable if panel.chart == "table" else _epoch_ms  # charts want epoch ms, tables text
     body = {"id": panel.id, "columns": columns, "bucket_s": window.bucket_s,
-            "rows": [[_epoch_ms(v) for v in row] for row in rows]}
+            "rows": [[convert(v) for v in row] for row in rows]}
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 

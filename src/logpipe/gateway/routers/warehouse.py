@@ -12,18 +12,18 @@ import pyarrow as pa
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA
+from logpipe.events import ALERT_SCHEMA, DEAD_LETTER_SCHEMA, FACT_SCHEMA
 from logpipe.gateway.deps import StoreDep
 from logpipe.warehouse.remote import read_arrow_ipc
 from logpipe.warehouse.store import StoreError
 
 router = APIRouter(prefix="/v1/warehouse", tags=["warehouse"])
-SCHEMAS = {"fact_log": FACT_SCHEMA, "dead_letter": DEAD_LETTER_SCHEMA}
+SCHEMAS = {"fact_log": FACT_SCHEMA, "dead_letter": DEAD_LETTER_SCHEMA, "alerts": ALERT_SCHEMA}
 
 
 @router.post("/{table}", summary="Insert an Arrow IPC batch (processor workers)",
              openapi_extra={"requestBody": {"content": {"application/vnd.apache.arrow.stream": {}}}})
-async def insert_batch(table: Literal["fact_log", "dead_letter"], request: Request, store: StoreDep,
+async def insert_batch(table: Literal["fact_log", "dead_letter", "alerts"], request: Request, store: StoreDep,
                        token: str | None = None) -> dict[str, int]:
     try:
         data = read_arrow_ipc(await request.body())

@@ -1,0 +1,120 @@
+"""What each rule kind measures, per subject, through an ``Observer`` of the pipeline.
+
+The observer is the same whether the watchdog runs inside ``logpipe up`` (the store, the pipeline's
+health and the metrics registry of this process) or on its own (``logpipe watch``: the gateway's
+``/v1/query``, ``/healthz`` and ``/metrics``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from logpipe.monitor.rules import Rule
+from logpipe.warehouse.store import StoreError
+
+UP_STATES = frozenset({"up"})
+
+
+@dataclass
+class Observer:
+    store: Any  # Store or RemoteStore; None where no store is reachable
+    health: Callable[[], dict[str, Any]]
+    metrics_text: Callable[[], str]
+    counters: dict[str, float] = field(default_factory=dict)  # last totals, for `failures`
+
+    @property
+    def database(self) -> str:
+        return self.store.database
+
+    def metric_samples(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
+
+
+def http_observer(base_url: str, database: str = "analytics") -> Observer:
+    """The pipeline as seen from outside, through its gateway's API."""
+    from logpipe.warehouse.config import WarehouseConfig
+    from logpipe.warehouse.remote import RemoteStore
+
+    client = httpx.Client(base_url=base_url.rstrip("/"), timeout=10)
+
+    def health() -> dict[str, Any]:
+        return client.get("/healthz").json()
+
+    def metrics_text() -> str:
+        return client.get("/metrics").text
+
+    store = RemoteStore(WarehouseConfig(url="logpipe+" + base_url.rstrip("/"), database=database))
+    return Observer(store, health, metrics_text)
+
+
+def _rows(observer: Observer, sql: str, parameters: dict[str, Any]) -> list[tuple]:
+    return observer.store.query_rows(sql.replace("{db}", observer.database), parameters)[1]
+
+
+def measure(rule: Rule, observer: Observer) -> dict[str, float]:
+    """Subject -> measured value. A subject with too little data to judge is left out."""
+    window = {"w": int(rule.window_s), "m": rule.min_events}
+    match rule.kind:
+        case "health":
+            try:
+                components = observer.health().get("components", {})
+            except (httpx.HTTPError, ValueError):
+                return {"gateway": 1.0}
+            return {name: 0.0 if state.get("status") in UP_STATES else 1.0 for name, state in components.items()}
+        case "error_rate":
+            return dict(_rows(observer, "SELECT service, 100 * countIf(status >= 500) / count() FROM {db}.fact_log "
+                              "WHERE kind = 'request' AND ts > now64(3) - INTERVAL {w:UInt32} SECOND "
+                              "GROUP BY service HAVING count() >= {m:UInt32}", window))
+        case "latency_p99":
+            return dict(_rows(observer, "SELECT service, quantile(0.99)(latency_ms) FROM {db}.fact_log "
+                              "WHERE kind = 'request' AND ts > now64(3) - INTERVAL {w:UInt32} SECOND "
+                              "GROUP BY service HAVING count() >= {m:UInt32}", window))
+        case "freshness":
+            rows = _rows(observer, "SELECT dateDiff('millisecond', max(ts), now64(3)) / 1000, count() "
+                         "FROM {db}.fact_log WHERE ts > now64(3) - INTERVAL 1 DAY", {})
+            return {"pipeline": float(rows[0][0])} if rows and rows[0][1] else {}
+        case "dead_letters":
+            rows = _rows(observer, "SELECT count() / {w:UInt32} FROM {db}.dead_letter "
+                         "WHERE ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND", window)
+            return {"pipeline": float(rows[0][0])}
+        case "ingest_drop":
+            rows = _rows(observer, "SELECT countIf(ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND) / {w:UInt32}, "
+                         "countIf(ingest_ts <= now64(3) - INTERVAL {w:UInt32} SECOND) FROM {db}.fact_log "
+                         "WHERE ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND - INTERVAL {b:UInt32} SECOND",
+                         {**window, "b": int(rule.baseline_s)})
+            current, baseline_events = rows[0]
+            if baseline_events < max(rule.min_events, 1):
+                return {}
+            return {"pipeline": float(current) / (baseline_events / rule.baseline_s)}
+        case "kafka_lag":
+            lag = observer.metric_samples().get("logpipe_kafka_consumer_lag")
+            return {} if lag is None else {"pipeline": lag}
+        case "failures":
+            samples = observer.metric_samples()
+            increases = {}
+            for name in rule.metrics:
+                total = samples.get(name, 0.0)
+                previous = observer.counters.setdefault(name, total)
+                observer.counters[name] = total
+                increases[name.removesuffix("_total")] = total - previous
+            return increases
+    raise ValueError(f"unknown rule kind {rule.kind}")
+
+
+def measure_safely(rule: Rule, observer: Observer) -> dict[str, float] | None:
+    """None when the rule cannot be evaluated now (no store, store down): its alerts keep their state."""
+    if observer.store is None and rule.kind not in ("health", "kafka_lag", "failures"):
+        return None
+    try:
+        return measure(rule, observer)
+    except (StoreError, httpx.HTTPError):
+        return None

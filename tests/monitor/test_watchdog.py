@@ -1,0 +1,132 @@
+"""The watchdog end to end: incidents and failures in a running pipeline reach a real webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LOGPIPE
+from tests.kafka_support import wait_for
+
+RULES = """
+interval_s: 1
+rules:
+  - {name: component_down, kind: health, threshold: 0.5, for_s: 2, severity: critical}
+  - {name: error_rate, kind: error_rate, threshold: 20, window_s: 8, min_events: 20, for_s: 3, severity: critical}
+"""
+
+
+class Recorder:
+    """A webhook on loopback that records every call; ``script`` says how to answer the next calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.script: list[str] = []  # "500" or "hang"; empty: answer 200
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                action = recorder.script.pop(0) if recorder.script else "ok"
+                recorder.calls.append({"body": body, "answer": action, "at": time.time()})
+                if action == "hang":
+                    time.sleep(8)  # longer than the notifier's timeout
+                    return
+                self.send_response(500 if action == "500" else 200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self, rule: str, subject: str, state: str) -> list[dict]:
+        return [c["body"] for c in self.calls if c["answer"] == "ok" and c["body"]["rule"] == rule
+                and c["body"]["subject"] == subject and c["body"]["state"] == state]
+
+
+@pytest.fixture
+def recorder():
+    hook = Recorder()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
+def watched(tmp_path, recorder, logpipe_factory):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    return logpipe_factory(LOGPIPE_WATCH_RULES=str(rules), LOGPIPE_ALERT_WEBHOOK_URL=recorder.url,
+                           LOGPIPE_SIM_RATE="2000", LOGPIPE_SIM_DIURNAL="false")
+
+
+def _incident(base: str, seconds: int) -> None:
+    response = httpx.post(f"{base}/v1/simulator/incidents", json={
+        "type": "error_burst", "service": "payment", "duration_s": seconds, "error_rate": 0.8})
+    assert response.status_code in (200, 201), response.text
+
+
+def test_an_error_burst_fires_once_then_resolves_once(watched, recorder):
+    time.sleep(4)  # a baseline without the incident
+    assert recorder.delivered("error_rate", "payment", "firing") == []
+    _incident(watched.base, 15)
+    assert wait_for(lambda: recorder.delivered("error_rate", "payment", "firing"), 40), recorder.calls
+    (firing,) = recorder.delivered("error_rate", "payment", "firing")
+    assert firing["severity"] == "critical" and firing["threshold"] == 20
+    assert 50 < firing["value"] <= 100  # percent 5xx while the incident injects 80%
+    assert firing["link"].startswith(watched.base + "/?service=payment")
+
+    import subprocess
+
+    listed = subprocess.run([*LOGPIPE, "alerts", "--url", watched.base, "--format", "json"], check=True,
+                            capture_output=True, text=True).stdout
+    assert [row[:2] for row in json.loads(listed)["rows"]] == [["error_rate", "payment"]]
+
+    assert wait_for(lambda: recorder.delivered("error_rate", "payment", "resolved"), 60), recorder.calls
+    time.sleep(3)
+    assert len(recorder.delivered("error_rate", "payment", "firing")) == 1
+    assert len(recorder.delivered("error_rate", "payment", "resolved")) == 1
+    assert {c["body"]["subject"] for c in recorder.calls if c["body"]["rule"] == "error_rate"} == {"payment"}
+    assert watched.query("SELECT state FROM analytics.alerts WHERE rule = 'error_rate' ORDER BY ts") == [
+        ["firing"], ["resolved"]]
+    assert watched.stop() == 0
+
+
+def test_a_stopped_processor_fires_a_health_alert_and_resolves_when_it_runs_again(watched, recorder):
+    assert httpx.put(f"{watched.base}/v1/processor", json={"running": False}).json() == {"running": False}
+    assert wait_for(lambda: recorder.delivered("component_down", "processor", "firing"), 30), recorder.calls
+    assert httpx.put(f"{watched.base}/v1/processor", json={"running": True}).json() == {"running": True}
+    assert wait_for(lambda: recorder.delivered("component_down", "processor", "resolved"), 30), recorder.calls
+    assert len(recorder.delivered("component_down", "processor", "firing")) == 1
+    assert watched.stop() == 0
+
+
+def test_a_failing_then_hanging_webhook_is_retried_without_holding_up_the_pipeline(watched, recorder):
+    recorder.script = ["500", "500", "hang"]
+    inserted_before = watched.query("SELECT count() FROM analytics.fact_log")[0][0]
+    _incident(watched.base, 20)
+    assert wait_for(lambda: recorder.delivered("error_rate", "payment", "firing"), 60), recorder.calls
+    answers = [c["answer"] for c in recorder.calls if c["body"]["rule"] == "error_rate"]
+    assert answers[:4] == ["500", "500", "hang", "ok"]
+    assert watched.query("SELECT count() FROM analytics.fact_log")[0][0] > inserted_before + 10_000
+    assert httpx.get(f"{watched.base}/healthz").status_code == 200
+    assert watched.stop() == 0
+
+
+def test_the_default_rules_file_loads_and_documents_every_kind():
+    from typing import get_args
+
+    from logpipe.monitor.rules import Kind, load_rules
+
+    rules = load_rules()
+    assert {rule.kind for rule in rules.rules} == set(get_args(Kind))
+    text = (Path(__file__).parents[2] / "src" / "logpipe" / "monitor" / "rules.yaml").read_text()
+    assert all(f"#   {kind}" in text for kind in get_args(Kind))
