@@ -258,7 +258,17 @@ def watch(
     console.print(f"logpipe watch: {base}, {len(watchdog.rules.rules)} rules every {watchdog.rules.interval_s}s",
                   highlight=False)
     watchdog.start()
+    containers = None
+    socket_path = settings.docker_url.removeprefix("unix://")
+    if settings.docker_url and (not settings.docker_url.startswith("unix://") or Path(socket_path).exists()):
+        from logpipe.monitor.containers import ContainerWatcher
+
+        containers = ContainerWatcher(watchdog.report_event, settings.docker_url)
+        containers.start()
+        console.print(f"following container events and logs at {settings.docker_url}", highlight=False)
     stopping.wait()
+    if containers is not None:
+        containers.stop()
     watchdog.stop()
     console.print("logpipe watch stopped", highlight=False)
 

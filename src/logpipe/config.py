@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     slack_webhook_url: str = Field("", description="Slack incoming webhook for alerts (Block Kit messages).")
     alert_webhook_url: str = Field("", description="Generic JSON webhook for alerts.")
     dashboard_url: str = Field("", description="Dashboard link in alert messages; default the gateway's `/`.")
+    docker_url: str = Field("unix:///var/run/docker.sock", description=(
+        "Docker Engine the watchdog follows for container events and logs (`logpipe watch`); skipped when "
+        "the socket is absent."))
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,9 @@ from logpipe.monitor.rules import FIRES_BELOW, Rule, RuleSet
 
 log = logging.getLogger("logpipe.watchdog")
 ACTIVE = metrics.Gauge("logpipe_watchdog_alerts_firing", "Alerts firing now.", registry=metrics.REGISTRY)
+CONTAINER_ALERTS = metrics.Counter("logpipe_watchdog_container_alerts", "Container events and log lines that alerted.",
+                                   registry=metrics.REGISTRY)
+EVENT_COOLDOWN_S = 300
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Watchdog:
         self.dashboard_url = dashboard_url
         self.states: dict[tuple[str, str], AlertState] = {}
         self.last_fired: dict[tuple[str, str], float] = {}
+        self.event_alerts: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.register_component("watchdog")
@@ -68,7 +73,10 @@ class Watchdog:
 
     # evaluation ---------------------------------------------------------------------------------
     def evaluate(self, now: float | None = None) -> list[Alert]:
-        now = time.time() if now is None else now
+        with self._lock:
+            return self._evaluate(time.time() if now is None else now)
+
+    def _evaluate(self, now: float) -> list[Alert]:
         sent: list[Alert] = []
         for rule in self.rules.rules:
             values = measure_safely(rule, self.observer)
@@ -106,9 +114,32 @@ class Watchdog:
                               state.firing_since, now)
         return None
 
-    def _emit(self, rule: Rule, subject: str, state: str, value: float, since: float, now: float) -> Alert:
+    def report_event(self, rule_name: str, subject: str, state: str, message: str) -> Alert | None:
+        """An alert from an event rather than a measurement (container events and log lines): a firing
+        message (within the cooldown only once per rule and subject), and a resolved one for a
+        condition that has an end (a container healthy again)."""
+        now = time.time()
+        key = (rule_name, subject)
+        rule = Rule(name=rule_name, kind="failures", threshold=0, severity="critical", cooldown_s=EVENT_COOLDOWN_S)
+        with self._lock:
+            if state == "firing":
+                CONTAINER_ALERTS.inc()
+                if now - self.last_fired.get(key, float("-inf")) < rule.cooldown_s:
+                    return None
+                self.last_fired[key] = now
+                self.event_alerts[key] = now
+                return self._emit(rule, subject, "firing", 1.0, now, now, message)
+            since = self.event_alerts.pop(key, None)
+            if since is None:
+                return None
+            return self._emit(rule, subject, "resolved", 0.0, since, now, message)
+
+    def _emit(self, rule: Rule, subject: str, state: str, value: float, since: float, now: float,
+              text: str = "") -> Alert:
         comparison = "below" if rule.kind in FIRES_BELOW else "above"
-        if state == "firing":
+        if text:
+            message = text
+        elif state == "firing":
             message = f"{rule.name} for {subject}: {value:.4g} is {comparison} {rule.threshold:.4g}"
         else:
             message = f"{rule.name} for {subject} is back within {rule.threshold:.4g} (now {value:.4g})"
