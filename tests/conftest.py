@@ -53,6 +53,7 @@ class RunningLogpipe:
     def start(self, timeout_s: float = 60.0) -> RunningLogpipe:
         env = {**os.environ, "LOGPIPE_HTTP_PORT": str(self.port), "LOGPIPE_DATA_DIR": str(self.data_dir),
                **self.env}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -243,6 +243,8 @@ def alerts(
 def watch(
     url: Annotated[str | None, typer.Option(help="Gateway base URL to watch; default from settings.")] = None,
     rules: Annotated[Path | None, typer.Option(help="Rules YAML (LOGPIPE_WATCH_RULES).")] = None,
+    health_url: Annotated[list[str] | None, typer.Option(help="More processes whose /healthz to watch "
+                                                             "(logpipe process, logpipe spark); repeatable.")] = None,
 ) -> None:
     """Run the watchdog on its own, against a running pipeline's API, until SIGINT/SIGTERM."""
     from logpipe.monitor.checks import http_observer
@@ -251,7 +253,8 @@ def watch(
     _logging()
     settings = _settings(watch_rules=rules)
     base = url or _api_base(settings)
-    watchdog = build_watchdog(settings.monitor(), http_observer(base, settings.clickhouse_database))
+    observer = http_observer(base, settings.clickhouse_database, tuple(health_url or ()))
+    watchdog = build_watchdog(settings.monitor(), observer)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())

@@ -36,6 +36,8 @@ KAFKA_LAG = Gauge("logpipe_kafka_consumer_lag", "Messages behind the partition's
 KAFKA_COMMIT_SECONDS = Histogram("logpipe_kafka_commit_seconds", "Time to commit offsets synchronously.",
                                  registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
 
+PROCESSOR_EXCEPTIONS = Counter("logpipe_processor_exceptions", "Batches a processor failed to write (retried or "
+                               "dead-lettered as a whole).", registry=REGISTRY)
 SPARK_INPUT_ROWS_PER_SECOND = Gauge("logpipe_spark_input_rows_per_second",
                                     "Rows per second arriving at the Spark query (last micro-batch).",
                                     registry=REGISTRY)

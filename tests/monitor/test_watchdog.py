@@ -130,3 +130,33 @@ def test_the_default_rules_file_loads_and_documents_every_kind():
     assert {rule.kind for rule in rules.rules} == set(get_args(Kind))
     text = (Path(__file__).parents[2] / "src" / "logpipe" / "monitor" / "rules.yaml").read_text()
     assert all(f"#   {kind}" in text for kind in get_args(Kind))
+
+
+def test_logpipe_watch_on_its_own_sees_a_second_process_go_down(tmp_path, recorder, logpipe_factory):
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import free_port
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    lp = logpipe_factory(LOGPIPE_SIM_RATE="200", LOGPIPE_WATCH_ENABLED="false")
+    other = logpipe_factory(data_dir=tmp_path / "other", LOGPIPE_SIM_RATE="10", LOGPIPE_WATCH_ENABLED="false")
+    env = {**os.environ, "LOGPIPE_WATCH_RULES": str(rules), "LOGPIPE_ALERT_WEBHOOK_URL": recorder.url,
+           "LOGPIPE_DOCKER_URL": f"unix://{tmp_path}/no-docker.sock", "LOGPIPE_HTTP_PORT": str(free_port())}
+    watcher = subprocess.Popen([*LOGPIPE, "watch", "--url", lp.base, "--health-url", other.base], env=env,
+                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "wb"))  # noqa: SIM115
+    try:
+        time.sleep(4)
+        assert recorder.calls == []  # all healthy
+        target = other.base.split("://")[1]
+        other.stop()
+        assert wait_for(lambda: recorder.delivered("component_down", target, "firing"), 30), (
+            recorder.calls, (tmp_path / "watch.log").read_text()[-2000:])
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(30) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert lp.stop() == 0

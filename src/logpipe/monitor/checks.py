@@ -39,15 +39,25 @@ class Observer:
         return totals
 
 
-def http_observer(base_url: str, database: str = "analytics") -> Observer:
-    """The pipeline as seen from outside, through its gateway's API."""
+def http_observer(base_url: str, database: str = "analytics", health_urls: tuple[str, ...] = ()) -> Observer:
+    """The pipeline as seen from outside, through its gateway's API; ``health_urls`` are more
+    processes (``logpipe process``, ``logpipe spark``) whose ``/healthz`` components join the gateway's."""
     from logpipe.warehouse.config import WarehouseConfig
     from logpipe.warehouse.remote import RemoteStore
 
     client = httpx.Client(base_url=base_url.rstrip("/"), timeout=10)
 
     def health() -> dict[str, Any]:
-        return client.get("/healthz").json()
+        report = client.get("/healthz").json()
+        components = dict(report.get("components", {}))
+        for url in health_urls:
+            target = url.rstrip("/").split("://")[-1]
+            try:
+                for name, state in client.get(url.rstrip("/") + "/healthz").json().get("components", {}).items():
+                    components[f"{name}@{target}"] = state
+            except (httpx.HTTPError, ValueError):
+                components[target] = {"status": "down"}
+        return {**report, "components": components}
 
     def metrics_text() -> str:
         return client.get("/metrics").text

@@ -189,6 +189,7 @@ class KafkaProcessor:
             self.checkpoint.commit_partitions(pending, tokens, dead_token, next_offsets, dlq_messages)
         except StoreError:
             self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
             raise
 
 

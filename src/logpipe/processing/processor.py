@@ -224,6 +224,7 @@ class Processor:
             self.checkpoint.commit(batch, give_up_at)
         except StoreError as exc:
             self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
             log.error("batch not written: %s", exc)
 
     def _process(self, envelope: Envelope) -> None:
@@ -234,6 +235,7 @@ class Processor:
             facts, dead_records, records = normalized.facts, normalized.dead_letters, normalized.record_count
         except Exception as exc:  # a bug must not lose the payload: it becomes a dead letter
             self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
             self.checkpoint.last_error = f"processor: {exc!r}"
             log.exception("normalization failed")
             facts = pa.table({})
