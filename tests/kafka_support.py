@@ -42,6 +42,11 @@ def start_processor(env: dict[str, str], data_dir, *args: str) -> subprocess.Pop
 
 
 def caught_up(config: KafkaConfig) -> bool:
+    return not lagging(config)
+
+
+def lagging(config: KafkaConfig) -> dict[tuple[str, int], tuple[int, int]]:
+    """Partitions whose committed offset is behind the end: (topic, partition) -> (committed, end)."""
     consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.group_id})
     try:
         metadata = consumer.list_topics(timeout=5)
@@ -49,11 +54,12 @@ def caught_up(config: KafkaConfig) -> bool:
                  if t in metadata.topics and t != dlq_topic(config.topic_prefix)
                  for p in metadata.topics[t].partitions]
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
+        behind = {}
         for tp in parts:
             high = consumer.get_watermark_offsets(tp, timeout=10)[1]
             if high > 0 and committed[(tp.topic, tp.partition)] < high:
-                return False
-        return True
+                behind[(tp.topic, tp.partition)] = (committed[(tp.topic, tp.partition)], high)
+        return behind
     finally:
         consumer.close()
 

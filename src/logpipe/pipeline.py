@@ -21,7 +21,7 @@ from logpipe.simulator.runner import SimulatorRunner
 from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope, IngestResult
 from logpipe.transport.wire import encode_ndjson
 from logpipe.warehouse.sink import dead_letter_sink, fact_sink
-from logpipe.warehouse.store import Store
+from logpipe.warehouse.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,12 @@ class Pipeline:
         self.started_at = time.time()
         self.kafka = settings.kafka_config() if settings.kafka_bootstrap else None
         self.run_processor = run_processor
-        self.store = Store(settings.warehouse()) if run_processor else None
+        # A gateway without a processor still reads a ClickHouse server (dashboard, queries, watchdog);
+        # an embedded store belongs to whichever process runs the processor.
+        self.store = open_store(settings.warehouse()) if run_processor or settings.clickhouse_url else None
         self.channel = Channel(settings.queue_max_events)
         self.processor = (Processor(self.channel, fact_sink(self.store), dead_letter_sink(self.store),
-                                    settings.processor()) if self.store is not None else None)
+                                    settings.processor()) if run_processor else None)
         self.producer = None
         self.kafka_processor = None
         self._kafka_thread = None
@@ -78,7 +80,7 @@ class Pipeline:
 
             ensure_topics(self.kafka)
             self.producer = KafkaProducerTransport(self.kafka)
-            if self.store is not None:
+            if self.run_processor:
                 self.kafka_processor = KafkaProcessor(self.kafka, self.store, fact_sink(self.store),
                                                       dead_letter_sink(self.store), self.settings.processor())
                 self._kafka_thread = threading.Thread(target=self.kafka_processor.run, name="logpipe-kafka-processor",
@@ -215,10 +217,12 @@ class Pipeline:
         healthy = kafka_ok
         if self.store is not None:
             store_ok = self.store.ping()
-            processor_ok = self._kafka_thread is not None and self._kafka_thread.is_alive()
             components["store"] = {"status": "up" if store_ok else "down"}
+            healthy = healthy and store_ok
+        if self.run_processor:
+            processor_ok = self._kafka_thread is not None and self._kafka_thread.is_alive()
             components["processor"] = {"status": "up" if processor_ok else "down"}
-            healthy = healthy and store_ok and processor_ok
+            healthy = healthy and processor_ok
         return {"status": "ok" if healthy else "degraded", "components": components}
 
     def stats(self) -> dict[str, float]:

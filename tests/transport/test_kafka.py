@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.transport.topics import dlq_topic, topic_names
 from tests.conftest import LOGPIPE
-from tests.kafka_support import caught_up, kafka_test_config, produce_traffic, start_processor, wait_for
+from tests.kafka_support import caught_up, kafka_test_config, lagging, produce_traffic, start_processor, wait_for
 
 
 def _query(data_dir, sql: str) -> list:
@@ -25,8 +25,8 @@ def _query(data_dir, sql: str) -> list:
     return orjson.loads(out)["rows"]
 
 
-def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path):
-    config, env = kafka_test_config(kafka_broker)
+def test_every_event_arrives_exactly_once_despite_kill_9(own_kafka_broker, tmp_path):
+    config, env = kafka_test_config(own_kafka_broker)
     assert set(ensure_topics(config)) == set(topic_names(config.topic_prefix))
     produced = produce_traffic(config, 200_000, seed=1)
     # a poison message in the middle of a partition
@@ -46,7 +46,7 @@ def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path)
         # sometimes never hands a dead member's partitions on when a new member joined meanwhile.
         time.sleep(8)
     process = start_processor(env, tmp_path)
-    assert wait_for(lambda: caught_up(config), 180), (tmp_path / "process.log").read_text()[-3000:]
+    assert wait_for(lambda: caught_up(config), 180), (lagging(config), (tmp_path / "process.log").read_text()[-3000:])
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
 
@@ -61,7 +61,7 @@ def test_every_event_arrives_exactly_once_despite_kill_9(kafka_broker, tmp_path)
     assert len({tuple(d) for d in dead}) == 2
     assert {d[1].split(" (")[0].split(":")[0] for d in dead} == {"ts", "invalid JSON"}
 
-    consumer = Consumer({"bootstrap.servers": kafka_broker, "group.id": f"dlq-{uuid.uuid4().hex[:6]}",
+    consumer = Consumer({"bootstrap.servers": own_kafka_broker, "group.id": f"dlq-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([dlq_topic(config.topic_prefix)])
     messages = []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from logpipe import metrics
 from logpipe.processing.config import ProcessorConfig
@@ -109,14 +109,22 @@ class KafkaProcessor:
 
     # group membership ----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        positioned = []
+        positioned, resumed = [], []
         for tp in partitions:
             inserted = self._max_inserted_offset(tp.topic, tp.partition)
             if inserted is not None:
                 tp.offset = inserted + 1
+                resumed.append(TopicPartition(tp.topic, tp.partition, inserted + 1))
             positioned.append(tp)
         consumer.incremental_assign(positioned)
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in positioned])
+        if resumed:
+            # Rows up to these offsets are in ClickHouse already (inserted before a crash, not committed):
+            # commit them, so the group's offsets and lag say what is really done even if nothing new comes.
+            try:
+                consumer.commit(offsets=resumed, asynchronous=False)
+            except KafkaException as exc:
+                log.warning("could not commit the resumed positions: %s", exc)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # flush and commit what is done for these partitions before giving them up
