@@ -36,8 +36,9 @@ test: $(STAMP) $(ECHARTS) system
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(ECHARTS)
 	$(BIN)/python bench/simulator_throughput.py
+	$(BIN)/logpipe bench --scenario all --duration 60
 
 clean:
 	rm -rf $(VENV) data tests/artifacts node_modules $(dir $(ECHARTS))

@@ -433,6 +433,24 @@ def grafana_export(
     console.print(f"wrote {out}", highlight=False)
 
 
+@app.command()
+def bench(
+    scenario: Annotated[str, typer.Option(help="A scenario name, or all.")] = "all",
+    duration: Annotated[float, typer.Option(help="Seconds per scenario.")] = 60.0,
+    out: Annotated[Path, typer.Option(help="Where the JSON and Markdown results go.")] = Path("bench/results"),
+) -> None:
+    """Measure throughput, freshness, memory and the bottleneck stage; each scenario in its own process."""
+    from logpipe.bench.report import run, scenario_names
+    from logpipe.bench.scenarios import SCENARIOS
+
+    names = scenario_names(scenario)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, {', '.join(SCENARIOS)}")
+    if not run(names, duration, out, console):
+        raise typer.Exit(1)
+
+
 @config_app.command("docs")
 def config_docs() -> None:
     """Print the configuration table (as in the README)."""

@@ -24,6 +24,8 @@ BATCH_ROWS = Histogram("logpipe_batch_rows", "Rows per batch written.", ["compon
                        buckets=(10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 250_000, 1_000_000))
 WRITE_SECONDS = Histogram("logpipe_write_seconds", "Time to write one batch.", ["component"], registry=REGISTRY,
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+NORMALIZE_SECONDS = Histogram("logpipe_normalize_seconds", "Time to decode and normalize one batch.", ["component"],
+                              registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 FRESHNESS_SECONDS = Gauge("logpipe_freshness_seconds",
                           "Now minus the newest event time written to ClickHouse.", registry=REGISTRY)
 QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in a component's input queue.",

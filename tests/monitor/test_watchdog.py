@@ -160,3 +160,35 @@ def test_logpipe_watch_on_its_own_sees_a_second_process_go_down(tmp_path, record
         if watcher.poll() is None:
             watcher.kill()
     assert lp.stop() == 0
+
+
+def test_kafka_lag_growing_over_its_window_fires_and_shrinking_resolves():
+    from logpipe.monitor.checks import Observer
+    from logpipe.monitor.engine import Watchdog
+    from logpipe.monitor.notify import Dispatcher
+    from logpipe.monitor.rules import Rule, RuleSet
+
+    lag = [1000.0]
+    observer = Observer(None, dict, lambda: f"logpipe_kafka_consumer_lag{{topic=\"t\",partition=\"0\"}} {lag[0]}\n")
+    sent = []
+
+    class Collect:
+        name = "collect"
+
+        def send(self, alert, client) -> None:
+            sent.append((alert.state, alert.rule, alert.value))
+
+    rule = Rule(name="kafka_lag_growing", kind="kafka_lag_growth", threshold=0, window_s=0.5, for_s=0.3)
+    watchdog = Watchdog(RuleSet(interval_s=1, rules=[rule]), observer, Dispatcher([Collect()]))
+    for _ in range(10):  # the lag grows by 100 every 0.1 s
+        lag[0] += 100
+        watchdog.evaluate()
+        time.sleep(0.1)
+    for _ in range(10):  # then the processor catches up
+        lag[0] = max(0.0, lag[0] - 300)
+        watchdog.evaluate()
+        time.sleep(0.1)
+    watchdog.dispatcher.close()
+    assert [(state, name) for state, name, _ in sent] == [("firing", "kafka_lag_growing"),
+                                                          ("resolved", "kafka_lag_growing")]
+    assert sent[0][2] > 0

@@ -7,6 +7,7 @@ health and the metrics registry of this process) or on its own (``logpipe watch`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class Observer:
     health: Callable[[], dict[str, Any]]
     metrics_text: Callable[[], str]
     counters: dict[str, float] = field(default_factory=dict)  # last totals, for `failures`
+    lag_history: list[tuple[float, float]] = field(default_factory=list)  # (time, total lag)
 
     @property
     def database(self) -> str:
@@ -108,6 +110,19 @@ def measure(rule: Rule, observer: Observer) -> dict[str, float]:
         case "kafka_lag":
             lag = observer.metric_samples().get("logpipe_kafka_consumer_lag")
             return {} if lag is None else {"pipeline": lag}
+        case "kafka_lag_growth":
+            lag = observer.metric_samples().get("logpipe_kafka_consumer_lag")
+            if lag is None:
+                return {}
+            now = time.monotonic()
+            history = observer.lag_history
+            history.append((now, lag))
+            while len(history) > 1 and history[1][0] <= now - rule.window_s:
+                history.pop(0)
+            then, earlier = history[0]
+            if now - then < rule.window_s * 0.9:
+                return {}  # not enough history yet to say it grows
+            return {"pipeline": lag - earlier}
         case "failures":
             samples = observer.metric_samples()
             increases = {}
@@ -122,7 +137,7 @@ def measure(rule: Rule, observer: Observer) -> dict[str, float]:
 
 def measure_safely(rule: Rule, observer: Observer) -> dict[str, float] | None:
     """None when the rule cannot be evaluated now (no store, store down): its alerts keep their state."""
-    if observer.store is None and rule.kind not in ("health", "kafka_lag", "failures"):
+    if observer.store is None and rule.kind not in ("health", "kafka_lag", "kafka_lag_growth", "failures"):
         return None
     try:
         return measure(rule, observer)

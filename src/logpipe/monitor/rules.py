@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 Kind = Literal["health", "error_rate", "latency_p99", "freshness", "dead_letters", "ingest_drop", "kafka_lag",
-               "failures"]
+               "kafka_lag_growth", "failures"]
 FIRES_BELOW = frozenset({"ingest_drop"})
 
 

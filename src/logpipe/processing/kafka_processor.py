@@ -181,8 +181,9 @@ class KafkaProcessor:
         pending = PendingBatch()
         tokens, next_offsets, dlq_messages = [], [], []
         for batch in batches.values():
-            part = normalize_partition(batch.topic, batch.partition, pa.array(batch.values, pa.binary()),
-                                       np.array(batch.offsets, dtype=np.int64))
+            with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
+                part = normalize_partition(batch.topic, batch.partition, pa.array(batch.values, pa.binary()),
+                                           np.array(batch.offsets, dtype=np.int64))
             if part.bad:
                 pending.dead_letters.append(part.dead_letters)
                 dlq_messages += [(record.raw.encode(), part.dlq_headers(record)) for record in part.bad]

@@ -1,0 +1,1 @@
+"""``logpipe bench``: throughput, freshness and the bottleneck of every stage, measured."""

@@ -1,0 +1,97 @@
+"""Run bench scenarios (each in its own process), print a table, write JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from logpipe.bench.scenarios import SCENARIOS
+
+TARGETS = {  # our targets on a 2-core machine, for the report
+    "embedded-max": [("inserted_per_s", ">=", 400_000), ("peak_rss_mb", "<=", 1024)],
+    "embedded-50k": [("inserted_per_s", ">=", 47_500), ("freshness_p99_s", "<=", 1.0)],
+    "http-ingest": [("inserted_per_s", ">=", 100_000)],
+}
+
+
+def run(names: list[str], duration_s: float, out: Path, console: Console) -> list[dict[str, Any]]:
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console) as bar:
+        for name in names:
+            task = bar.add_task(f"{name} ({duration_s:.0f}s)", total=duration_s)
+            process = subprocess.Popen([sys.executable, "-m", "logpipe.bench.scenarios", name, str(duration_s)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            started = time.monotonic()
+            while process.poll() is None:
+                bar.update(task, completed=min(duration_s, time.monotonic() - started))
+                time.sleep(0.5)
+            stdout, stderr = process.communicate()
+            bar.update(task, completed=duration_s)
+            if process.returncode != 0:
+                console.print(f"[red]{name} failed[/red]\n{stderr[-2000:]}")
+                continue
+            results.append(json.loads(stdout.strip().splitlines()[-1]))
+    write(results, out)
+    console.print(table(results))
+    return results
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if isinstance(value, int | float) else str(value)
+
+
+def table(results: list[dict[str, Any]]) -> Table:
+    view = Table(title="logpipe bench")
+    for column in ("scenario", "inserted ev/s", "fresh p50 s", "fresh p99 s", "peak RSS MB", "bottleneck"):
+        view.add_column(column)
+    for r in results:
+        view.add_row(r["scenario"], _fmt(r["inserted_per_s"]), _fmt(r["freshness_p50_s"], 3),
+                     _fmt(r["freshness_p99_s"], 3), _fmt(r["peak_rss_mb"]), str(r["bottleneck"]))
+    return view
+
+
+def write(results: list[dict[str, Any]], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for r in results:
+        (out / f"{r['scenario']}.json").write_text(json.dumps({**r, "machine": machine}, indent=2) + "\n")
+    lines = ["# logpipe bench", "", f"Measured {machine['when']} on {machine['cpus']} CPUs "
+             f"({machine['machine']}, Python {machine['python']}) with `logpipe bench`.", "",
+             "| scenario | inserted ev/s | freshness p50 / p99 s | peak RSS MB | bottleneck | target |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        verdicts = []
+        for key, op, goal in TARGETS.get(r["scenario"], []):
+            value = r.get(key)
+            met = value is not None and (value >= goal if op == ">=" else value <= goal)
+            verdicts.append(f"{key} {op} {goal:,}: {'met' if met else 'NOT met'}")
+        verdict = "; ".join(verdicts) or "-"
+        lines.append(f"| {r['scenario']} | {_fmt(r['inserted_per_s'])} | {_fmt(r['freshness_p50_s'], 3)} / "
+                     f"{_fmt(r['freshness_p99_s'], 3)} | {_fmt(r['peak_rss_mb'])} | {r['bottleneck']} | {verdict} |")
+    lines += ["", "## Stages", ""]
+    for r in results:
+        lines += [f"### {r['scenario']}", "", "| stage | events/s | MB/s | busy | of ceiling |",
+                  "| --- | --- | --- | --- | --- |"]
+        for s in r["stages"]:
+            ratio = f"{s['ratio_of_ceiling']:.0%} of {s['ceiling_per_s']:,.0f}/s" if "ratio_of_ceiling" in s else "-"
+            lines.append(f"| {s['stage']} | {s['events_per_s']:,.0f} | {s['mb_per_s']:.1f} | "
+                         f"{s['busy_fraction']:.0%} | {ratio} |")
+        lines += [""] + [f"- {note}" for note in r["notes"]] + [""]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def scenario_names(requested: str) -> list[str]:
+    return list(SCENARIOS) if requested == "all" else [requested]
