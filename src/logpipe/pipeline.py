@@ -65,6 +65,9 @@ class Pipeline:
         self._kafka_thread = None
         self.simulator = SimulatorRunner(settings.simulator(), self._emit_simulated)
         self.watchdog = None
+        from logpipe.dashboard.history import PipelineHistory
+
+        self.history = PipelineHistory(self.stats)
         metrics.register_component("gateway")
 
     # lifecycle -----------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class Pipeline:
         elif self.processor is not None:
             self.processor.start()
         self.simulator.start()
+        self.history.start()
         if self.settings.watch_enabled:
             from logpipe.monitor.checks import Observer
             from logpipe.monitor.engine import build_watchdog
@@ -100,6 +104,7 @@ class Pipeline:
 
     def stop(self) -> None:
         """Graceful: stop the simulator, refuse new intake, drain and flush, close the store."""
+        self.history.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
         log.info("stopping: simulator")

@@ -54,6 +54,7 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
         if panel.chart == "table" and panel.id not in quiet:
             assert page.locator(f"#panel-{panel.id} tbody tr").count() >= 1, panel.id
     assert "auth" in _series_names(page, "eps") and "order" in _series_names(page, "eps")
+    assert {"ingested ev/s", "inserted ev/s", "queued events"} <= set(_series_names(page, "pipeline_live"))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

@@ -9,7 +9,7 @@ import orjson
 import yaml
 
 from logpipe.dashboard.grafana import DATASOURCE, dashboard_json
-from logpipe.dashboard.panels import PANELS
+from logpipe.dashboard.panels import SQL_PANELS as PANELS
 from tests.conftest import LOGPIPE
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "grafana"

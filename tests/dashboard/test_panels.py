@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from logpipe.dashboard.panels import PANELS, PanelRange, grafana_sql, panel_sql
+from logpipe.dashboard.panels import SQL_PANELS as PANELS
+from logpipe.dashboard.panels import PanelRange, grafana_sql, panel_sql
 from logpipe.events import Provenance
 from logpipe.gateway.app import create_store_app
 from logpipe.processing.normalize import normalize_ndjson

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from logpipe.dashboard.panels import GRAFANA_ALL, PANELS, Panel, grafana_sql
+from logpipe.dashboard.panels import GRAFANA_ALL, SQL_PANELS, Panel, grafana_sql
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "logpipe-clickhouse"}
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
@@ -41,7 +41,7 @@ def _panel(panel: Panel, index: int, x: int, y: int, database: str) -> dict[str,
 
 def dashboard(database: str = "analytics") -> dict[str, Any]:
     panels, x, y = [], 0, 0
-    for index, panel in enumerate(PANELS):
+    for index, panel in enumerate(SQL_PANELS):
         if x + 12 * panel.width > 24:
             x, y = 0, y + 8
         panels.append(_panel(panel, index, x, y, database))

@@ -30,6 +30,7 @@ class Panel:
     unit: str = ""
     description: str = ""
     width: int = 1  # grid columns of 2
+    source: str = "sql"  # sql: the query runs on ClickHouse; metrics: the gateway's own counters, sampled
 
 
 def _rollup(select: str, where: str = "", group: str = "t, series", order: str = "t, series") -> str:
@@ -104,6 +105,9 @@ PANELS: tuple[Panel, ...] = (
           "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
           f"AND {SERVICE_FILTER} GROUP BY t ORDER BY t, series",
           description="Rows inserted by ingest time, and event time to insert (p99).", width=2),
+    Panel("pipeline_live", "Ingested vs inserted, queue and Kafka lag (live)", "timeseries", "",
+          description="The gateway's own counters, sampled every 2 s (the last hour; not in Grafana, which "
+          "would read them from Prometheus).", width=2, source="metrics"),
     Panel("alerts", "Alerts fired and resolved", "table",
           "SELECT ts, state, severity, rule, subject, round(value, 3) AS value, threshold, message "
           "FROM {db}.alerts WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} "
@@ -112,6 +116,7 @@ PANELS: tuple[Panel, ...] = (
 )
 
 PANELS_BY_ID = {panel.id: panel for panel in PANELS}
+SQL_PANELS = tuple(panel for panel in PANELS if panel.source == "sql")
 
 
 def grafana_sql(panel: Panel, database: str) -> str:

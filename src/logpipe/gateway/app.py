@@ -36,6 +36,7 @@ def create_app(pipeline: Pipeline) -> FastAPI:
     app.state.pipeline = pipeline
     app.state.store = pipeline.store
     app.state.health = pipeline.health
+    app.state.history = pipeline.history
     for router in (health.router, logs.router, simulator.router, control.router, query.router, warehouse.router,
                    dashboard.router):
         app.include_router(router)
