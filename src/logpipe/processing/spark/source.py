@@ -70,6 +70,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         self._consumer = None
         self._probe = None
         self._latest: Offsets | None = None
+        self._last_end: Offsets | None = None
 
     # driver side ---------------------------------------------------------------------------------
     def _metadata_consumer(self):
@@ -129,17 +130,20 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def latestOffset(self, start: Offsets | None = None, limit: Any = None) -> Offsets:
         marks = self._watermarks()
-        start = start or {}
         latest = self._latest = {t: {p: high for p, (_, high) in parts.items()} for t, parts in marks.items()}
+        if start is None:  # Spark 4.0/4.1 call latestOffset() without the start: use the last end we gave
+            if self._last_end is None:
+                self._last_end = latest
+                return latest
+            start = self._last_end
         begin = {t: {p: start.get(t, {}).get(p, low) for p, (low, _) in parts.items()} for t, parts in marks.items()}
         max_rows = self.max_offsets
         if ReadMaxRows is not None and isinstance(limit, ReadMaxRows):
             max_rows = limit.max_rows
         elif ReadAllAvailable is not None and isinstance(limit, ReadAllAvailable):
             max_rows = None
-        if max_rows is None:
-            return latest
-        return _rate_limited(begin, latest, max_rows)
+        self._last_end = latest if max_rows is None else _rate_limited(begin, latest, max_rows)
+        return self._last_end
 
     def getDefaultReadLimit(self):
         if ReadMaxRows is None or self.max_offsets is None:
