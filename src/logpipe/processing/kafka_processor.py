@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from logpipe import metrics
 from logpipe.processing.config import ProcessorConfig
@@ -34,6 +34,9 @@ from logpipe.warehouse.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 COMPONENT = "kafka_processor"
+GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
+                            KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID,
+                            KafkaError._STATE, KafkaError._ASSIGNMENT_LOST})
 
 
 @dataclass
@@ -77,7 +80,16 @@ class KafkaCheckpoint(Checkpoint):
             record_freshness(facts)
         if next_offsets:
             started = time.perf_counter()
-            self.consumer.commit(offsets=next_offsets, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=next_offsets, asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() not in GROUP_MOVED_ON:
+                    raise
+                # The partitions went to another member meanwhile. The rows are in ClickHouse, and the
+                # new owner resumes past the highest inserted offset, so nothing is lost or doubled.
+                log.warning("commit refused after a rebalance (%s); the next owner resumes past these rows",
+                            exc.args[0].str())
+                return
             metrics.KAFKA_COMMIT_SECONDS.observe(time.perf_counter() - started)
             for tp in next_offsets:
                 high = self.consumer.get_watermark_offsets(tp, cached=True)
