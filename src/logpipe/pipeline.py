@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from logpipe import metrics
 from logpipe.config import Settings
+from logpipe.dashboard.history import PipelineHistory
 from logpipe.events import Provenance
 from logpipe.processing.processor import Processor
 from logpipe.simulator.runner import SimulatorRunner
@@ -65,8 +66,6 @@ class Pipeline:
         self._kafka_thread = None
         self.simulator = SimulatorRunner(settings.simulator(), self._emit_simulated)
         self.watchdog = None
-        from logpipe.dashboard.history import PipelineHistory
-
         self.history = PipelineHistory(self.stats)
         metrics.register_component("gateway")
 

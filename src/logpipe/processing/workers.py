@@ -22,9 +22,10 @@ from logpipe.config import Settings
 from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
 from logpipe.processing.kafka_processor import KafkaProcessor
+from logpipe.processing.stage import open_stage_store, stage_health
 from logpipe.transport.kafka import ensure_topics
 from logpipe.warehouse.sink import dead_letter_sink, fact_sink
-from logpipe.warehouse.store import Store, open_store
+from logpipe.warehouse.store import Store
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
@@ -36,20 +37,13 @@ def local_address(host: str) -> str:
 
 def run_worker(settings: Settings, port: int) -> int:
     """Consume until SIGINT/SIGTERM, then flush and commit; returns the exit code."""
-    store = open_store(settings.warehouse())
-    store.wait_ready(60)
-    store.apply_schema()
-    ensure_topics(settings.kafka_config())
+    store = open_stage_store(settings)
     processor = KafkaProcessor(settings.kafka_config(), store, fact_sink(store), dead_letter_sink(store),
                                settings.processor())
     running = threading.Event()
 
     def health() -> dict[str, Any]:
-        store_ok = store.ping()
-        return {"status": "ok" if store_ok and running.is_set() else "degraded",
-                "components": {"processor": {"status": "up" if running.is_set() else "down",
-                                             "exceptions": processor.exceptions},
-                               "store": {"status": "up" if store_ok else "down"}}}
+        return stage_health(store, "processor", running.is_set(), exceptions=processor.exceptions)
 
     server = BackgroundServer(create_store_app(store, health), settings.http_host, port).start()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,6 @@ The URL scheme is ``logpipe+http://host:port``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import orjson
 import pyarrow as pa
 
 from logpipe.warehouse.config import WarehouseConfig
-from logpipe.warehouse.store import PERMANENT_ERROR_CODES, StoreError
+from logpipe.warehouse.store import PERMANENT_ERROR_CODES, StoreError, wait_until_ready
 
 REMOTE_SCHEME = "logpipe+"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -79,11 +78,7 @@ class RemoteStore:
             return False
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ping():
-            if time.monotonic() > deadline:
-                raise StoreError(f"store owner at {self.base} is not answering", None, True)
-            time.sleep(0.3)
+        wait_until_ready(self.ping, f"store owner at {self.base}", timeout_s)
 
     def close(self) -> None:
         self._http.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,14 @@ def classify(exc: BaseException) -> StoreError:
     if isinstance(exc, OSError | TimeoutError):
         return StoreError(f"ClickHouse transport error: {exc}", None, True)
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)
+
+
+def wait_until_ready(ping: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ping():
+        if time.monotonic() > deadline:
+            raise StoreError(f"{what} is not answering", None, True)
+        time.sleep(0.3)
 
 
 def schema_statements(database: str, retention_days: int) -> list[tuple[str, str]]:
@@ -161,12 +169,7 @@ class Store:
             return False
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ping():
-            if time.monotonic() > deadline:
-                raise StoreError(f"ClickHouse at {self.config.url or self.config.embedded_path} is not answering",
-                                 None, True)
-            time.sleep(0.5)
+        wait_until_ready(self.ping, f"ClickHouse at {self.config.url or self.config.embedded_path}", timeout_s)
 
     def close(self) -> None:
         with self._lock:

@@ -144,36 +144,26 @@ def start_query(spark, store, kafka: KafkaConfig, config: SparkConfig, source: s
     return query
 
 
-def run(settings, source: str | None = None, port: int | None = None) -> int:
+def run(settings) -> int:
     """``logpipe spark``: the query until SIGINT/SIGTERM or its failure; returns the exit code."""
     import signal
 
     from logpipe.gateway.app import create_store_app
     from logpipe.gateway.server import BackgroundServer
     from logpipe.processing.spark.listener import ProgressListener
-    from logpipe.transport.kafka import ensure_topics
-    from logpipe.warehouse.store import open_store
+    from logpipe.processing.stage import open_stage_store, stage_health
 
     config = settings.spark()
-    store = open_store(settings.warehouse())
-    store.wait_ready(60)
-    store.apply_schema()
-    ensure_topics(settings.kafka_config())
+    store = open_stage_store(settings)
     spark = spark_session(config)
     listener = ProgressListener()
     spark.streams.addListener(listener)
-    query = start_query(spark, store, settings.kafka_config(), config, source or config.source)
+    query = start_query(spark, store, settings.kafka_config(), config, config.source)
 
     def health() -> dict[str, Any]:
-        active = query.isActive
-        store_ok = store.ping()
-        return {"status": "ok" if active and store_ok else "degraded",
-                "components": {"spark_query": {"status": "up" if active else "down", "id": query.id,
-                                               "failure": listener.failure},
-                               "store": {"status": "up" if store_ok else "down"}}}
+        return stage_health(store, "spark_query", query.isActive, id=query.id, failure=listener.failure)
 
-    server = BackgroundServer(create_store_app(store, health), settings.http_host,
-                              port if port is not None else settings.process_port).start()
+    server = BackgroundServer(create_store_app(store, health), settings.http_host, settings.process_port).start()
     stopping = threading.Event()
 
     def stop(*_: Any) -> None:

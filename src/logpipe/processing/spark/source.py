@@ -68,7 +68,6 @@ class KafkaStreamReader(DataSourceStreamReader):
         self.fail_on_data_loss = options.get("failOnDataLoss", "true").lower() == "true"
         self.read_tasks = int(options.get("readTasks", "4"))
         self._consumer = None
-        self._probe = None
         self._latest: Offsets | None = None
         self._last_end: Offsets | None = None
 
@@ -76,9 +75,9 @@ class KafkaStreamReader(DataSourceStreamReader):
     def _metadata_consumer(self):
         from confluent_kafka import Consumer
 
-        if self._consumer is None:
-            self._consumer = Consumer({**self.client, "group.id": "logpipe-spark-planner",
-                                       "enable.auto.commit": False})
+        if self._consumer is None:  # metadata, watermarks and the end probe: one planner client
+            self._consumer = Consumer({**self.client, "group.id": "logpipe-spark-planner", "enable.auto.commit": False,
+                                       "enable.partition.eof": True, "fetch.wait.max.ms": 10})
         return self._consumer
 
     def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
@@ -97,16 +96,13 @@ class KafkaStreamReader(DataSourceStreamReader):
     def _confirm_ends(self, marks: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, tuple[int, int]]]:
         """Read each partition from its last offset to its end: some Kafka-protocol brokers (tansu)
         report the base offset of the newest record batch, not the offset after its last record."""
-        from confluent_kafka import Consumer, KafkaError, TopicPartition
+        from confluent_kafka import KafkaError, TopicPartition
 
         probe = [TopicPartition(t, int(p), high - 1) for t, parts in marks.items()
                  for p, (low, high) in parts.items() if high > low]
         if not probe:
             return marks
-        if self._probe is None:
-            self._probe = Consumer({**self.client, "group.id": "logpipe-spark-planner", "enable.auto.commit": False,
-                                    "enable.partition.eof": True, "fetch.wait.max.ms": 10})
-        consumer = self._probe
+        consumer = self._metadata_consumer()
         try:
             consumer.assign(probe)
             pending = {(tp.topic, str(tp.partition)) for tp in probe}
@@ -168,10 +164,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         pass  # Spark's checkpoint holds the offsets; nothing to acknowledge to Kafka
 
     def stop(self) -> None:
-        for consumer in (self._consumer, self._probe):
-            if consumer is not None:
-                consumer.close()
-        self._consumer = self._probe = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     # executor side -------------------------------------------------------------------------------
     def read(self, partition: ReadTask) -> Iterator[pa.RecordBatch]:
