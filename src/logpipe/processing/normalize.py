@@ -101,7 +101,10 @@ def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
     epoch_ms = pa.nulls(n, pa.float64())
     if pa.types.is_timestamp(column.type):
         return pc.cast(column, TS_TYPE, safe=False)  # finer units truncate to the millisecond
-    if pa.types.is_string(column.type):
+    plain_ms = _plain_utc_ms(column) if pa.types.is_string(column.type) else None
+    if plain_ms is not None:
+        epoch_ms = plain_ms
+    elif pa.types.is_string(column.type):
         iso = pc.match_substring_regex(column, _ISO_TS)
         numeric = pc.match_substring_regex(column, _NUMBER)
         rejections.add(pc.and_kleene(pc.is_valid(column), pc.invert(pc.or_kleene(iso, numeric))),
@@ -122,6 +125,20 @@ def _timestamps(table: pa.Table, rejections: _Rejections) -> pa.Array:
     rejections.add(pc.is_valid(column).to_numpy(zero_copy_only=False)
                    & ((values < MIN_TS_MS) | (values >= MAX_TS_MS)), "ts: out of range (2000..2100)", "ts")
     return pa.array(values.astype(np.int64)).cast(TS_TYPE)
+
+
+def _plain_utc_ms(column: pa.Array) -> pa.Array | None:
+    """Epoch milliseconds when every value has the shape nearly all producers send
+    (``2026-11-25T06:36:00.123Z``): one cast instead of the regular expressions of the general path.
+    None when some value has another shape, which the general path then reads."""
+    shaped = pc.and_(pc.ends_with(column, "Z"), pc.greater_equal(pc.utf8_length(column), 20))
+    if not pc.all(shaped).as_py():
+        return None
+    try:
+        parsed_ns = pc.cast(column, pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pc.cast(pc.divide(pc.cast(parsed_ns, pa.int64()), 1_000_000), pa.float64())
 
 
 def _parse_iso(text: pa.Array, rejections: _Rejections) -> pa.Array:

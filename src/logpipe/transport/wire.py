@@ -35,12 +35,32 @@ _JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\
 
 
 def _json_string(column: pa.Array) -> pa.Array:
+    """Escaped for a JSON string; only the (few) values that need it pay for the escaping."""
     column = pc.fill_null(column, "")
-    if pc.any(pc.match_substring_regex(column, r'[\\"\x00-\x1f]')).as_py():
-        for old, new in _JSON_ESCAPES:
-            column = pc.replace_substring(column, old, new)
-        column = pc.replace_substring_regex(column, r"[\x00-\x1f]", " ")
-    return column
+    data = column.buffers()[2]
+    if data is None:
+        return column
+    text = np.frombuffer(data, dtype=np.uint8)
+    if not ((text < 0x20) | (text == 0x22) | (text == 0x5C)).any():  # a byte scan is far cheaper than a regex
+        return column
+    needs = pc.match_substring_regex(column, r'[\\"\x00-\x1f]')
+    if not pc.any(needs).as_py():
+        return column
+    escaped = pc.filter(column, needs)
+    for old, new in _JSON_ESCAPES:
+        escaped = pc.replace_substring(escaped, old, new)
+    escaped = pc.replace_substring_regex(escaped, r"[\x00-\x1f]", " ")
+    return pc.replace_with_mask(column, needs, escaped)
+
+
+def _iso_millis(column: pa.Array) -> pa.Array:
+    """``2026-11-25T06:36:00.123Z``. A batch spans few distinct seconds, so only those go through
+    strftime; the milliseconds are appended as digits."""
+    epoch_ms = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy(zero_copy_only=False)
+    seconds, inverse = np.unique(np.floor_divide(epoch_ms, 1000), return_inverse=True)
+    stamped = pc.strftime(pa.array(seconds, pa.timestamp("s", tz="UTC")), "%Y-%m-%dT%H:%M:%S")
+    millis = pc.utf8_slice_codeunits(pc.cast(pa.array(np.mod(epoch_ms, 1000) + 1000), pa.string()), 1)
+    return pc.binary_join_element_wise(stamped.take(pa.array(inverse.ravel())), millis, ".")
 
 
 def encode_ndjson(table: pa.Table) -> bytes:
@@ -48,22 +68,32 @@ def encode_ndjson(table: pa.Table) -> bytes:
     if table.num_rows == 0:
         return b""
     parts: list[pa.Array | str] = []
+    literal = ""  # text between two columns, joined so the row join has fewer pieces
+
+    def add(text: str, column: pa.Array) -> None:
+        nonlocal literal
+        parts.extend([literal + text, column])
+        literal = ""
+
     for f in WIRE_FIELDS:
         if f.name not in table.column_names:
             continue
         column = table.column(f.name).combine_chunks()
-        prefix = ("{" if not parts else ",") + f'"{f.name}":'
+        prefix = ("{" if not parts else literal + ",") + f'"{f.name}":'
+        literal = ""
         if f.wire is Wire.TIMESTAMP:
-            parts += [prefix + '"', pc.strftime(column, "%Y-%m-%dT%H:%M:%SZ"), '"']
+            add(prefix + '"', _iso_millis(column))
+            literal = 'Z"'
         elif f.wire is Wire.STRING:
-            parts += [prefix + '"', _json_string(column), '"']
+            add(prefix + '"', _json_string(column))
+            literal = '"'
         else:
-            parts += [prefix, pc.cast(pc.fill_null(column, 0), pa.string())]
-    parts.append("}\n")
+            add(prefix, pc.cast(pc.fill_null(column, 0), pa.string()))
+    parts.append(literal + "}\n")
     lines = pc.binary_join_element_wise(*parts, "")
     # Every line ends in a newline, so the concatenated values are the NDJSON document.
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
 
 
 def encode_lines(table: pa.Table) -> list[bytes]:
