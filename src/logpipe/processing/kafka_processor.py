@@ -153,6 +153,7 @@ class KafkaProcessor:
 
     # loop ------------------------------------------------------------------------------------------
     def run(self) -> None:
+        metrics.name_os_thread()
         self.consumer.subscribe([subscription_pattern(self.kafka.topic_prefix)],
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         metrics.COMPONENT_UP.labels(component=COMPONENT).set(1)

@@ -1,13 +1,17 @@
 """The embedded stream processor: channel in, normalized batches out to the sinks.
 
 One thread decodes and normalizes each payload as it arrives (pyarrow releases the GIL for
-most of that work) and accumulates fact rows; the ``Checkpoint`` writes them when the batch is
-big enough, old enough, or someone is waiting for it and nothing else is queued.
+most of that work) and accumulates fact rows; when the batch is big enough, old enough, or
+someone is waiting for it and nothing else is queued, it is sealed and handed to a committer
+thread, whose ``Checkpoint`` writes it while the next batch is being normalized. Batches are
+committed one at a time in the order they were sealed, and at most one waits for the committer,
+so a slow store holds the processor back instead of piling batches up in memory.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -153,11 +157,15 @@ class Processor:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._idle = threading.Event()  # set while the loop honours a pause
+        self._sealed: queue.Queue[tuple[PendingBatch, float | None] | None] = queue.Queue(maxsize=1)
+        self._committer: threading.Thread | None = None
         self.exceptions = 0
         metrics.register_component("processor")
 
     def start(self) -> None:
         self._stop.clear()
+        self._committer = threading.Thread(target=self._commit_sealed, name="logpipe-committer", daemon=True)
+        self._committer.start()
         self._thread = threading.Thread(target=self._run, name="logpipe-processor", daemon=True)
         self._thread.start()
         metrics.COMPONENT_UP.labels(component="processor").set(1)
@@ -185,9 +193,12 @@ class Processor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._committer is not None:
+            self._committer.join(timeout_s)
         metrics.COMPONENT_UP.labels(component="processor").set(0)
 
     def _run(self) -> None:
+        metrics.name_os_thread()
         while True:
             if self._paused.is_set():
                 self._idle.set()
@@ -207,6 +218,7 @@ class Processor:
                 self._commit()
         if not self.pending.empty:
             self._commit(give_up_after_s=10.0)
+        self._sealed.put(None)
 
     def _coalesce(self, first: Envelope) -> tuple[Envelope, Envelope | None]:
         """Join queued payloads nobody waits on (simulator batches) into one normalize call: the cost
@@ -244,6 +256,7 @@ class Processor:
         return bool(batch.acks) and self.channel.empty()
 
     def _commit(self, give_up_after_s: float | None = None) -> None:
+        """Seal the pending batch and hand it to the committer (waits while one is already waiting)."""
         batch, self.pending = self.pending, PendingBatch()
         give_up_at = None
         if give_up_after_s is not None:
@@ -251,12 +264,18 @@ class Processor:
         elif batch.acks:
             # Someone is waiting: fail them within their timeout rather than hold them forever.
             give_up_at = time.monotonic() + 20.0
-        try:
-            self.checkpoint.commit(batch, give_up_at)
-        except StoreError as exc:
-            self.exceptions += 1
-            metrics.PROCESSOR_EXCEPTIONS.inc()
-            log.error("batch not written: %s", exc)
+        self._sealed.put((batch, give_up_at))
+
+    def _commit_sealed(self) -> None:
+        metrics.name_os_thread()
+        while (sealed := self._sealed.get()) is not None:
+            batch, give_up_at = sealed
+            try:
+                self.checkpoint.commit(batch, give_up_at)
+            except StoreError as exc:
+                self.exceptions += 1
+                metrics.PROCESSOR_EXCEPTIONS.inc()
+                log.error("batch not written: %s", exc)
 
     def _process(self, envelope: Envelope) -> None:
         provenance = envelope.provenance

@@ -137,6 +137,7 @@ class SimulatorRunner:
         self._next_chaos_s = sim_now + float(rng.uniform(300, 900))
 
     def _run(self) -> None:
+        metrics.name_os_thread()
         tick = self.config.tick_s
         last_wall = time.monotonic()
         last_sim = self.clock.now()

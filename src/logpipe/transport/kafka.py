@@ -72,6 +72,13 @@ def message_keys(table: pa.Table) -> list[str]:
     return pc.if_else(pc.and_kleene(pc.is_valid(user), pc.not_equal(user, "")), user, service).to_pylist()
 
 
+def producer_settings(config: KafkaConfig, queue_capacity: int = 500_000) -> dict[str, object]:
+    """librdkafka producer settings: durable (acks=all, idempotent) and batched for throughput."""
+    return {"enable.idempotence": True, "acks": "all", "compression.type": config.compression,
+            "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": queue_capacity,
+            "delivery.timeout.ms": config.delivery_timeout_ms}
+
+
 class DeliveryFailed(Exception):
     pass
 
@@ -112,11 +119,7 @@ class KafkaProducerTransport:
             if err.fatal():
                 self._replace(generation, f"fatal producer error: {err.str()}")
 
-        return Producer(self.config.client(**{
-            "enable.idempotence": True, "acks": "all", "compression.type": self.config.compression,
-            "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": self.queue_capacity,
-            "delivery.timeout.ms": self.config.delivery_timeout_ms, "error_cb": on_error,
-        }))
+        return Producer(self.config.client(**producer_settings(self.config, self.queue_capacity), error_cb=on_error))
 
     def _replace(self, generation: int, reason: str) -> None:
         """Swap in a fresh producer once per failing generation; the old one's queue is failed fast."""
@@ -136,6 +139,7 @@ class KafkaProducerTransport:
         threading.Thread(target=retire, name="logpipe-producer-retire", daemon=True).start()
 
     def _poll(self) -> None:
+        metrics.name_os_thread()
         while not self._stop.is_set():
             self.producer.poll(0.05)
 
