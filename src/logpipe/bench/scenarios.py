@@ -16,13 +16,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from logpipe import metrics
+from logpipe.bench.resources import ResourceMonitor, Usage
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
@@ -57,6 +59,7 @@ class Result:
     ceilings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     queue_growth: dict[str, float] = field(default_factory=dict)
+    usage: Usage | None = None
 
     def as_json(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -72,13 +75,19 @@ class Result:
                 stage["ratio_of_ceiling"] = round(stage["events_per_s"] / ceiling, 3)
         busiest = max(stages, key=lambda s: s["busy_fraction"], default=None)
         growing = [name for name, growth in self.queue_growth.items() if growth > 0.2]
+        cpu = self.usage.cpu_s if self.usage else {}
+        components = [{"component": name, "cpu_s": seconds, "cores": round(seconds / self.duration_s, 2)}
+                      for name, seconds in cpu.items()]
         quantiles = np.quantile(self.freshness, [0.5, 0.95, 0.99]).tolist() if self.freshness else [None] * 3
         return {
             "scenario": self.scenario, "duration_s": round(self.duration_s, 2),
             "inserted_per_s": inserted.events / self.duration_s if inserted else 0.0,
             "freshness_p50_s": quantiles[0], "freshness_p95_s": quantiles[1], "freshness_p99_s": quantiles[2],
             "freshness_samples": len(self.freshness),
-            "peak_rss_mb": round(max(usage.ru_maxrss, children.ru_maxrss) / 1024, 1),
+            "peak_rss_mb": (self.usage.pipeline_peak_rss_mb if self.usage
+                            else round(max(usage.ru_maxrss, children.ru_maxrss) / 1024, 1)),
+            "peak_rss_mb_by_process": self.usage.peak_rss_mb if self.usage else {},
+            "components": components,
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "children_cpu_s": round(children.ru_utime + children.ru_stime, 2),
             "stages": stages, "ceilings": self.ceilings,
@@ -108,16 +117,16 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     """generate -> JSON -> channel -> processor (decode, normalize) -> ClickHouse, in one process.
 
     ``rate`` None offers as much as the pipeline takes (backpressure blocks the generator)."""
-    from logpipe import metrics
-    from logpipe.processing.config import ProcessorConfig
+    from logpipe.config import Settings
     from logpipe.processing.processor import Processor
     from logpipe.transport.channel import Channel, ChannelFull, Envelope
     from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 
     store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-")))
-    channel = Channel(400_000)
+    defaults = Settings().processor()  # what `logpipe up` runs with, LOGPIPE_* variables included
+    channel = Channel(defaults.queue_max_events)
     processor = Processor(channel, fact_sink(store), dead_letter_sink(store),
-                          ProcessorConfig(batch_max_rows=200_000, flush_interval_s=0.2 if rate else 1.0))
+                          replace(defaults, flush_interval_s=0.2 if rate else defaults.flush_interval_s))
     generate, encode = Stage("generated"), Stage("serialized (JSON)")
     generator = TrafficGenerator(seed=7)
     stop = threading.Event()
@@ -125,6 +134,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     queue_samples: list[int] = []
 
     def offer() -> None:
+        metrics.name_os_thread()
         chunk = BATCH if rate is None else max(100, int(rate * 0.05))
         next_at, next_marker, sequence = time.perf_counter(), 0.0, 0
         while not stop.is_set():
@@ -165,8 +175,11 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
             queue_samples.append(channel.events)
             time.sleep(0.05)
 
+    monitor = ResourceMonitor()
+    monitor.watch("logpipe", os.getpid())
+    monitor.start()
     processor.start()
-    threads = [threading.Thread(target=offer), threading.Thread(target=watch_markers)]
+    threads = [threading.Thread(target=offer, name="logpipe-generator"), threading.Thread(target=watch_markers)]
     started = time.perf_counter()
     inserted_before = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
     for thread in threads:
@@ -174,6 +187,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     time.sleep(duration_s)
     inserted = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink") - inserted_before
     result.duration_s = time.perf_counter() - started
+    result.usage = monitor.stop()
     stop.set()
     for thread in threads:
         thread.join(30)
@@ -209,42 +223,178 @@ def clickhouse_ceiling(store, batches: int = 6) -> float:
     return rows / busy
 
 
-# HTTP ---------------------------------------------------------------------------------------------
-def http_ingest(duration_s: float, clients: int = 4, batch: int = 1000) -> Result:
-    """NDJSON batches of 1,000 from separate load processes against `logpipe up` (its own process)."""
+# served: `logpipe up` or `logpipe spark` in a process of its own ------------------------------------
+def _child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the Spark JVM of a PySpark driver), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def _scrape(base: str) -> dict[tuple[str, str], float]:
+    """(metric, component) -> value from a logpipe process's /metrics (histograms as their _sum)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name.endswith(("_total", "_sum")) or family.type == "gauge":
+                values[(sample.name, sample.labels.get("component", ""))] = sample.value
+    return values
+
+
+def _delta(before: dict, after: dict, name: str, component: str) -> float:
+    return after.get((name, component), 0.0) - before.get((name, component), 0.0)
+
+
+def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180) -> Any:
     import subprocess
 
     import httpx
 
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="logpipe-bench-http-")
-    env = {**os.environ, "LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": data_dir, "LOGPIPE_SIM_ENABLED": "false",
-           "LOGPIPE_WATCH_ENABLED": "false"}
-    server = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "up"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command], env={**os.environ, **env},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"logpipe {command} exited with {process.returncode}")
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
         except httpx.HTTPError:
-            time.sleep(0.3)
-    loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
-                                 str(seed)], stdout=subprocess.PIPE, text=True) for seed in range(clients)]
-    outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
-    accepted = sum(o["accepted"] for o in outputs)
-    sent_bytes = sum(o["bytes"] for o in outputs)
-    time.sleep(2)
-    inserted = httpx.post(f"{base}/v1/query", content=b"SELECT count() FROM analytics.fact_log",
-                          timeout=60).json()["rows"][0][0]
-    server.terminate()
-    server.wait(60)
-    result = Result("http-ingest", duration_s)
-    result.stages = [Stage("accepted by the gateway", accepted, sent_bytes),
-                     Stage("inserted", inserted)]
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"logpipe {command} did not become healthy in {timeout_s:.0f}s")
+
+
+class MarkerProbe:
+    """Freshness through the HTTP API: one marker event posted every MARKER_EVERY_S, and the moment
+    each is first seen by a query for it in ClickHouse (event time to visible, measured)."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._post, daemon=True),
+                         threading.Thread(target=self._poll, daemon=True)]
+
+    def start(self) -> MarkerProbe:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _post(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            sequence = 0
+            while not self._stop.wait(MARKER_EVERY_S):
+                marker, now = f"marker-{sequence}", time.time()
+                sequence += 1
+                line = json.dumps({"event_id": marker, "ts": now, "service": "bench", "status": 200}).encode()
+                try:
+                    if client.post("/v1/logs", content=line + b"\n").status_code == 200:
+                        self.sent[marker] = now
+                except httpx.HTTPError:
+                    pass
+
+    def _poll(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            while not self._stop.wait(0.05):
+                pending = [m for m in list(self.sent) if m not in self.seen]
+                if not pending:
+                    continue
+                try:
+                    rows = client.post("/v1/query", json={
+                        "sql": "SELECT event_id FROM analytics.fact_log WHERE service = 'bench' "
+                               "AND event_id IN {ids:Array(String)}", "parameters": {"ids": pending}}).json()["rows"]
+                except (httpx.HTTPError, KeyError, ValueError):
+                    continue
+                now = time.time()
+                for (marker,) in rows:
+                    self.seen.setdefault(marker, now)
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(35)
+        return [self.seen[m] - sent for m, sent in self.sent.items() if m in self.seen]
+
+
+def http_load(duration_s: float, name: str, kafka: bool, clients: int = 4, batch: int = 1000) -> Result:
+    """NDJSON batches of 1,000 from separate load processes against `logpipe up` in its own process:
+    with the in-process channel (http-ingest), or through a Kafka broker (kafka-max: gateway ->
+    broker -> processor, with bare librdkafka producer and consumer ceilings on the same broker)."""
+    import subprocess
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-http-"),
+           "LOGPIPE_SIM_ENABLED": "false", "LOGPIPE_WATCH_ENABLED": "false"}
+    result = Result(name, duration_s)
+    monitor = ResourceMonitor()
+    broker = None
+    try:
+        if kafka:
+            bootstrap, broker = _broker()
+            config, _ = _prefill(bootstrap, 0)
+            env.update(LOGPIPE_KAFKA_BOOTSTRAP=bootstrap, LOGPIPE_KAFKA_TOPIC_PREFIX=config.topic_prefix,
+                       LOGPIPE_KAFKA_GROUP_ID=config.group_id)
+            result.ceilings = _kafka_ceilings(bootstrap, 200_000)
+            if broker is not None:
+                monitor.watch("broker (tansu)", broker.pid, pipeline=False)
+        server = _serve("up", env, port)
+        monitor.watch("logpipe up", server.pid)
+        before = _scrape(base)
+        probe = MarkerProbe(base).start()
+        monitor.start()
+        started = time.perf_counter()
+        loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
+                                     str(seed)], stdout=subprocess.PIPE, text=True) for seed in range(clients)]
+        for i, loader in enumerate(loaders):
+            monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
+        outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
+        result.duration_s = time.perf_counter() - started
+        after = _scrape(base)
+        result.usage = monitor.stop()
+        time.sleep(2 * MARKER_EVERY_S)
+        result.freshness = probe.stop()
+        server.terminate()
+        server.wait(60)
+    finally:
+        if broker is not None:
+            stop_local_broker(broker)
+    events = "logpipe_events_sent_total"
+    processor = "kafka_processor" if kafka else "processor"
+    result.stages = [Stage("accepted by the gateway", sum(o["accepted"] for o in outputs),
+                           sum(o["bytes"] for o in outputs))]
+    if kafka:
+        result.stages.append(Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer"))))
+        result.stages.append(Stage("consumed", int(_delta(before, after, "logpipe_events_received_total",
+                                                          "kafka_processor"))))
+    result.stages += [
+        Stage("normalized", int(_delta(before, after, events, processor)), 0,
+              _delta(before, after, "logpipe_normalize_seconds_sum", processor)),
+        Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")), 0,
+              _delta(before, after, "logpipe_write_seconds_sum", "clickhouse_sink"))]
     result.notes.append(f"{clients} load processes, NDJSON batches of {batch}, "
-                        f"429 answers: {sum(o['throttled'] for o in outputs)}")
+                        f"429 answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
+    if kafka:
+        result.notes.append(f"bare librdkafka ceilings on the same broker: producer "
+                            f"{result.ceilings['produced to Kafka']:,.0f} msg/s, consumer "
+                            f"{result.ceilings['consumed']:,.0f} msg/s")
     return result
 
 
@@ -258,11 +408,14 @@ def _broker() -> tuple[str, Any]:
 
 
 def _prefill(bootstrap: str, events: int) -> tuple[Any, float]:
+    """Topics of their own for this run, filled with ``events`` through logpipe's producer."""
     from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
 
-    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=f"bench{time.time_ns() % 10**6}.",
+    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=f"bench{time.time_ns() % 10**9}.",
                          group_id=f"bench-{time.time_ns()}")
     ensure_topics(config)
+    if events == 0:
+        return config, 0.0
     producer = KafkaProducerTransport(config)
     started = time.perf_counter()
     for table in _batches(3, max(1, events // BATCH)):
@@ -270,6 +423,34 @@ def _prefill(bootstrap: str, events: int) -> tuple[Any, float]:
     produced_per_s = events / (time.perf_counter() - started)
     producer.close()
     return config, produced_per_s
+
+
+def _kafka_ceilings(bootstrap: str, events: int) -> dict[str, float]:
+    """Bare librdkafka on the same broker, on topics of their own: a producer sending the same JSON
+    lines with logpipe's producer settings, then a consumer reading them back."""
+    from confluent_kafka import Producer
+
+    from logpipe.transport.kafka import message_keys, producer_settings
+    from logpipe.transport.topics import topic_names
+
+    config, _ = _prefill(bootstrap, 0)
+    producer = Producer(config.client(**producer_settings(config)))
+    topic = topic_names(config.topic_prefix)[0]
+    tables = _batches(5, max(1, events // BATCH))
+    encoded = [(encode_ndjson(t).splitlines(), message_keys(t)) for t in tables]
+    count, started = 0, time.perf_counter()
+    for lines, keys in encoded:
+        for value, key in zip(lines, keys, strict=True):
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        count += len(lines)
+    producer.flush(120)
+    producer_rate = count / (time.perf_counter() - started)
+    return {"produced to Kafka": producer_rate, "consumed": _bare_consumer_rate(config, count)}
 
 
 def _bare_consumer_rate(config, events: int) -> float:
@@ -296,7 +477,6 @@ def _bare_consumer_rate(config, events: int) -> float:
 
 def drain_embedded(duration_s: float, events: int = 400_000) -> Result:
     """The Kafka processor draining a pre-filled topic, against a bare consumer on the same broker."""
-    from logpipe import metrics
     from logpipe.processing.config import ProcessorConfig
     from logpipe.processing.kafka_processor import KafkaProcessor
     from logpipe.warehouse.sink import dead_letter_sink, fact_sink
@@ -308,20 +488,23 @@ def drain_embedded(duration_s: float, events: int = 400_000) -> Result:
         store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-drain-")))
         processor = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
                                    ProcessorConfig(batch_max_rows=200_000, flush_interval_s=1.0))
-        thread = threading.Thread(target=processor.run)
+        thread = threading.Thread(target=processor.run, name="logpipe-kafka-processor")
+        monitor = ResourceMonitor()
+        monitor.watch("logpipe process", os.getpid())
+        monitor.start()
         started = time.perf_counter()
         thread.start()
         deadline = started + max(duration_s, 300)
         while metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink") < events and time.perf_counter() < deadline:
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
+        usage = monitor.stop()
         processor.stop()
         thread.join(60)
         inserted = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
-        result = Result("drain-embedded", elapsed)
+        result = Result("drain-embedded", elapsed, usage=usage)
         consumed = int(metrics.counter_value(metrics.EVENTS_RECEIVED, "kafka_processor"))
-        result.stages = [Stage("produced to Kafka (prefill)", int(produced_per_s * elapsed)),
-                         Stage("consumed", consumed),
+        result.stages = [Stage("consumed", consumed),
                          Stage("normalized", consumed, 0, metrics.NORMALIZE_SECONDS.labels(
                              component="kafka_processor")._sum.get()),
                          Stage("inserted", int(inserted), 0, metrics.WRITE_SECONDS.labels(
@@ -336,12 +519,62 @@ def drain_embedded(duration_s: float, events: int = 400_000) -> Result:
             stop_local_broker(broker)
 
 
+def drain_spark(duration_s: float, events: int = 400_000) -> Result:
+    """`logpipe spark` (local[2]) draining the same kind of pre-filled topic, in its own process.
+
+    Measured from the query's first micro-batch to the last row inserted; JVM and query start-up
+    are reported apart."""
+    bootstrap, broker = _broker()
+    try:
+        config, produced_per_s = _prefill(bootstrap, events)
+        ceiling = _bare_consumer_rate(config, events)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix,
+               "LOGPIPE_PROCESS_PORT": str(port), "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-spark-"),
+               "LOGPIPE_SPARK_TRIGGER_S": "0.5"}
+        launched = time.perf_counter()
+        spark = _serve("spark", env, port)
+        monitor = ResourceMonitor()
+        monitor.watch("spark driver (python)", spark.pid)
+        for pid in _child_pids(spark.pid):
+            monitor.watch("spark JVM", pid)
+        monitor.start()
+        inserted, first_at = 0.0, None
+        deadline = time.perf_counter() + max(duration_s, 600)
+        while inserted < events and time.perf_counter() < deadline:
+            values = _scrape(base)
+            inserted = values.get(("logpipe_events_sent_total", "clickhouse_sink"), 0.0)
+            if inserted and first_at is None:
+                first_at = time.perf_counter()
+            time.sleep(0.2)
+        finished = time.perf_counter()
+        usage = monitor.stop()
+        values = _scrape(base)
+        spark.terminate()
+        spark.wait(120)
+    finally:
+        if broker is not None:
+            stop_local_broker(broker)
+    first_at = first_at or finished
+    result = Result("drain-spark", finished - first_at, usage=usage)
+    result.stages = [Stage("inserted", int(inserted), 0, values.get(("logpipe_write_seconds_sum", "clickhouse_sink"),
+                                                                    0.0))]
+    result.ceilings = {"inserted": ceiling}
+    result.notes.append(f"{events:,} events pre-filled at {produced_per_s:,.0f} ev/s; bare consumer "
+                        f"{ceiling:,.0f} ev/s; start-up to the first rows inserted {first_at - launched:.1f}s "
+                        f"(JVM, query, first micro-batch); timed from the first batch's rows to the last")
+    return result
+
+
 SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-max": lambda d: embedded(d, None, "embedded-max"),
     "embedded-10k": lambda d: embedded(d, 10_000, "embedded-10k"),
     "embedded-50k": lambda d: embedded(d, 50_000, "embedded-50k"),
-    "http-ingest": http_ingest,
+    "kafka-max": lambda d: http_load(d, "kafka-max", kafka=True),
+    "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
+    "drain-spark": drain_spark,
 }
 
 

@@ -1,0 +1,121 @@
+"""CPU seconds and peak RSS per component, read from /proc while a scenario runs.
+
+Inside one process the components are threads: logpipe names its threads in the OS
+(``lp:processor``, by ``metrics.name_os_thread``), librdkafka's are ``rdk:*``, and the rest of the non-Python
+threads belong to the embedded ClickHouse engine. Other processes (a broker, load
+generators, a Spark JVM) count as one component each.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_s(stat_path: Path) -> tuple[str, float]:
+    """(thread or process name, user + system seconds) from a /proc stat file."""
+    text = stat_path.read_text()
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    return name, (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+    except (OSError, IndexError):
+        return 0
+
+
+def _component(thread_name: str, process_name: str) -> str:
+    if thread_name.startswith("rdk:"):
+        return "librdkafka"
+    if thread_name in (process_name, "python", "python3") or thread_name.startswith(("python", "pymain")):
+        return "python (main and others)"
+    if thread_name.startswith("lp:"):
+        return thread_name.removeprefix("lp:")  # a logpipe thread, named by metrics.name_os_thread
+    return "ClickHouse engine (chdb)"
+
+
+@dataclass
+class ResourceMonitor:
+    """Samples RSS every ``interval_s`` and, at ``stop``, the CPU each component used since ``start``."""
+
+    interval_s: float = 0.1
+    processes: dict[str, int] = field(default_factory=dict)
+    pipeline: set[str] = field(default_factory=set)  # the processes whose memory the pipeline needs
+    _peak: dict[str, int] = field(default_factory=dict)
+    _cpu_start: dict[tuple[int, str], float] = field(default_factory=dict)
+    _process_cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # name: (start, last seen)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def watch(self, name: str, pid: int, pipeline: bool = True) -> None:
+        """Count a process (started after ``start`` too) as a component of its own; this process's
+        threads are counted one by one instead. ``pipeline`` False for load generators and brokers."""
+        self.processes[name] = pid
+        if pipeline:
+            self.pipeline.add(name)
+        if pid != os.getpid():
+            self._sample_process_cpu(name, pid, first=True)
+
+    def start(self) -> None:
+        for tid, name, seconds in self._threads(os.getpid()):
+            self._cpu_start[(tid, name)] = seconds
+        self._thread = threading.Thread(target=self._run, name="logpipe-bench-rss", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for name, pid in list(self.processes.items()):
+                self._peak[name] = max(self._peak.get(name, 0), _rss_bytes(pid))
+                if pid != os.getpid():
+                    self._sample_process_cpu(name, pid)
+
+    def _sample_process_cpu(self, name: str, pid: int, first: bool = False) -> None:
+        try:
+            seconds = _cpu_s(Path(f"/proc/{pid}/stat"))[1]
+        except (OSError, ValueError):
+            return  # exited: keep the last value seen
+        start = seconds if first or name not in self._process_cpu else self._process_cpu[name][0]
+        self._process_cpu[name] = (start, seconds)
+
+    @staticmethod
+    def _threads(pid: int) -> list[tuple[int, str, float]]:
+        threads = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name, seconds = _cpu_s(task / "stat")
+            except (OSError, ValueError):
+                continue
+            threads.append((int(task.name), name, seconds))
+        return threads
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        own = os.getpid()
+        cpu: dict[str, float] = {}
+        if own in self.processes.values():
+            process_name = _cpu_s(Path(f"/proc/{own}/stat"))[0]
+            for tid, name, seconds in self._threads(own):
+                component = _component(name, process_name)
+                cpu[component] = cpu.get(component, 0.0) + seconds - self._cpu_start.get((tid, name), 0.0)
+        for name, (start, last) in self._process_cpu.items():
+            cpu[name] = last - start
+        peak = {name: round(value / 2**20, 1) for name, value in self._peak.items()}
+        return Usage(peak, {name: round(seconds, 2) for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])},
+                     round(sum(peak.get(name, 0.0) for name in self.pipeline), 1))
+
+
+@dataclass
+class Usage:
+    peak_rss_mb: dict[str, float]  # per process, sampled while the scenario ran
+    cpu_s: dict[str, float]  # per component
+    pipeline_peak_rss_mb: float  # the pipeline's processes together
