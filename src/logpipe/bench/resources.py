@@ -42,6 +42,34 @@ def _component(thread_name: str, process_name: str) -> str:
     return "ClickHouse engine (chdb)"
 
 
+def _children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
+    return children
+
+
+def children(pid: int) -> list[int]:
+    """The live direct children of ``pid`` (the JVM of a PySpark driver)."""
+    return _children_by_parent().get(pid, [])
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root``."""
+    children = _children_by_parent()
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
 @dataclass
 class ResourceMonitor:
     """Samples RSS every ``interval_s`` and, at ``stop``, the CPU each component used since ``start``."""
@@ -51,18 +79,22 @@ class ResourceMonitor:
     pipeline: set[str] = field(default_factory=set)  # the processes whose memory the pipeline needs
     _peak: dict[str, int] = field(default_factory=dict)
     _cpu_start: dict[tuple[int, str], float] = field(default_factory=dict)
-    _process_cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # name: (start, last seen)
+    trees: set[str] = field(default_factory=set)  # processes counted with their descendants
+    _process_cpu: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)  # (start, last seen)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def watch(self, name: str, pid: int, pipeline: bool = True) -> None:
-        """Count a process (started after ``start`` too) as a component of its own; this process's
-        threads are counted one by one instead. ``pipeline`` False for load generators and brokers."""
+    def watch(self, name: str, pid: int, pipeline: bool = True, with_descendants: bool = False) -> None:
+        """Count a process as a component of its own; this process's threads are counted one by one
+        instead. ``pipeline`` False for load generators and brokers; ``with_descendants`` adds the
+        processes it starts while the scenario runs (a Spark JVM and its Python workers)."""
         self.processes[name] = pid
+        if with_descendants:
+            self.trees.add(name)
         if pipeline:
             self.pipeline.add(name)
         if pid != os.getpid():
-            self._sample_process_cpu(name, pid, first=True)
+            self._sample_process(name, first=True)
 
     def start(self) -> None:
         for tid, name, seconds in self._threads(os.getpid()):
@@ -73,17 +105,24 @@ class ResourceMonitor:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             for name, pid in list(self.processes.items()):
-                self._peak[name] = max(self._peak.get(name, 0), _rss_bytes(pid))
-                if pid != os.getpid():
-                    self._sample_process_cpu(name, pid)
+                if pid == os.getpid():
+                    self._peak[name] = max(self._peak.get(name, 0), _rss_bytes(pid))
+                else:
+                    self._sample_process(name)
 
-    def _sample_process_cpu(self, name: str, pid: int, first: bool = False) -> None:
-        try:
-            seconds = _cpu_s(Path(f"/proc/{pid}/stat"))[1]
-        except (OSError, ValueError):
-            return  # exited: keep the last value seen
-        start = seconds if first or name not in self._process_cpu else self._process_cpu[name][0]
-        self._process_cpu[name] = (start, seconds)
+    def _sample_process(self, name: str, first: bool = False) -> None:
+        root = self.processes[name]
+        pids = [root, *_descendants(root)] if name in self.trees else [root]
+        self._peak[name] = max(self._peak.get(name, 0), sum(_rss_bytes(pid) for pid in pids))
+        for pid in pids:
+            try:
+                seconds = _cpu_s(Path(f"/proc/{pid}/stat"))[1]
+            except (OSError, ValueError):
+                continue  # exited: keep the last value seen
+            key = (name, pid)
+            # a process first seen mid-run counts from zero; the root only from when it was watched
+            start = seconds if first else self._process_cpu.get(key, (0.0, 0.0))[0]
+            self._process_cpu[key] = (start, seconds)
 
     @staticmethod
     def _threads(pid: int) -> list[tuple[int, str, float]]:
@@ -107,8 +146,8 @@ class ResourceMonitor:
             for tid, name, seconds in self._threads(own):
                 component = _component(name, process_name)
                 cpu[component] = cpu.get(component, 0.0) + seconds - self._cpu_start.get((tid, name), 0.0)
-        for name, (start, last) in self._process_cpu.items():
-            cpu[name] = last - start
+        for (name, _pid), (start, last) in self._process_cpu.items():
+            cpu[name] = cpu.get(name, 0.0) + last - start
         peak = {name: round(value / 2**20, 1) for name, value in self._peak.items()}
         return Usage(peak, {name: round(seconds, 2) for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])},
                      round(sum(peak.get(name, 0.0) for name in self.pipeline), 1))
