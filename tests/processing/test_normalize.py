@@ -112,3 +112,18 @@ def test_sub_millisecond_and_impossible_iso_timestamps_reject_only_their_own_row
     assert [t.isoformat() for t in result.facts.column("ts").to_pylist()] == [
         "2026-11-25T10:00:00.123000+00:00", "2026-11-25T10:00:00.999000+00:00"]
     assert [(b.index, b.reason.split(" (")[0]) for b in result.bad] == [(1, "ts: not a valid date and time")]
+
+
+def test_plain_utc_timestamps_read_the_same_as_through_the_general_parser():
+    plain = [b'{"ts": "2026-11-25T10:00:00.123Z", "service": "a"}',
+             b'{"ts": "2026-11-25T23:59:59.999999Z", "service": "a"}',
+             b'{"ts": "2000-01-01T00:00:00.000Z", "service": "a"}']
+    odd = b'{"ts": "2026-11-25 10:00:00+09:00", "service": "a"}'  # another shape: all rows take the general path
+    fast = normalize_ndjson(b"\n".join(plain) + b"\n", HTTP)
+    general = normalize_ndjson(b"\n".join([*plain, odd]) + b"\n", HTTP)
+    assert fast.dead_letters == [] and general.dead_letters == []
+    times = [t.isoformat() for t in fast.facts.column("ts").to_pylist()]
+    assert times == ["2026-11-25T10:00:00.123000+00:00", "2026-11-25T23:59:59.999000+00:00",
+                     "2000-01-01T00:00:00+00:00"]
+    assert general.facts.column("ts").to_pylist()[:3] == fast.facts.column("ts").to_pylist()
+    assert general.facts.column("ts").to_pylist()[3].isoformat() == "2026-11-25T01:00:00+00:00"

@@ -1,10 +1,13 @@
-"""A load process for the http-ingest scenario: NDJSON batches posted back to back for a duration."""
+"""A load process for the http-ingest and kafka-max scenarios: NDJSON batches posted back to back for a
+duration, by a few concurrent senders (as a log shipper's HTTP sink sends several requests at once)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
+from collections import Counter
 
 import httpx
 
@@ -12,27 +15,40 @@ from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
 
 
-def main(base: str, duration_s: float, batch: int, seed: int) -> dict[str, int]:
+def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int = 4) -> dict[str, int]:
     generator = TrafficGenerator(seed=seed, id_prefix=f"load{seed}-")
     now = time.time()
     bodies = [encode_ndjson(generator.generate(batch, now - 1, now).slice(0, batch)) for _ in range(50)]
-    accepted = throttled = sent = 0
+    totals: Counter[str] = Counter()
+    lock = threading.Lock()
     deadline = time.monotonic() + duration_s
-    with httpx.Client(base_url=base, timeout=60) as client:
-        i = 0
-        while time.monotonic() < deadline:
-            body = bodies[i % len(bodies)]
-            i += 1
-            response = client.post("/v1/logs", content=body, headers={"content-type": "application/x-ndjson"})
-            if response.status_code == 200:
-                accepted += response.json()["accepted"]
-                sent += len(body)
-            elif response.status_code == 429:
-                throttled += 1
-                time.sleep(float(response.headers.get("retry-after", "0.1")) / 10)
-    return {"accepted": accepted, "throttled": throttled, "bytes": sent}
+
+    def send(offset: int) -> None:
+        counts: Counter[str] = Counter()
+        with httpx.Client(base_url=base, timeout=60) as client:
+            i = offset
+            while time.monotonic() < deadline:
+                body = bodies[i % len(bodies)]
+                i += 1
+                response = client.post("/v1/logs", content=body, headers={"content-type": "application/x-ndjson"})
+                if response.status_code == 200:
+                    counts["accepted"] += response.json()["accepted"]
+                    counts["bytes"] += len(body)
+                elif response.status_code == 429:
+                    counts["throttled"] += 1
+                    time.sleep(float(response.headers.get("retry-after", "0.1")) / 10)
+        with lock:
+            totals.update(counts)
+
+    senders = [threading.Thread(target=send, args=(k * 7,)) for k in range(concurrency)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    return {"accepted": totals["accepted"], "throttled": totals["throttled"], "bytes": totals["bytes"]}
 
 
 if __name__ == "__main__":
-    base, duration, batch, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    sys.stdout.write(json.dumps(main(base, duration, batch, seed)) + "\n")
+    base, duration, batch, seed, concurrency = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
+        int(sys.argv[5])
+    sys.stdout.write(json.dumps(main(base, duration, batch, seed, concurrency)) + "\n")

@@ -108,6 +108,11 @@ def _bottleneck(growing: list[str], busiest: dict[str, Any] | None, components: 
     return f"{busiest['stage']} (busy {busiest['busy_fraction']:.0%})" if busiest else None
 
 
+def _iso(epoch_s: float) -> str:
+    """A marker's event time as producers send it (ISO 8601, UTC, milliseconds), so it takes the same path."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1000) % 1000:03d}Z"
+
+
 def _store(data_dir: Path):
     from logpipe.warehouse.config import WarehouseConfig
     from logpipe.warehouse.store import Store
@@ -157,7 +162,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
                 marker = f"marker-{sequence}"
                 sequence += 1
                 markers[marker] = time.time()
-                payload += json.dumps({"event_id": marker, "ts": markers[marker], "service": "bench",
+                payload += json.dumps({"event_id": marker, "ts": _iso(markers[marker]), "service": "bench",
                                        "status": 200}).encode() + b"\n"
                 next_marker = time.perf_counter() + MARKER_EVERY_S
             envelope = Envelope(payload, chunk, Provenance("bench"))
@@ -298,7 +303,7 @@ class MarkerProbe:
             while not self._stop.wait(MARKER_EVERY_S):
                 marker, now = f"marker-{sequence}", time.time()
                 sequence += 1
-                line = json.dumps({"event_id": marker, "ts": now, "service": "bench", "status": 200}).encode()
+                line = json.dumps({"event_id": marker, "ts": _iso(now), "service": "bench", "status": 200}).encode()
                 try:
                     if client.post("/v1/logs", content=line + b"\n").status_code == 200:
                         self.sent[marker] = now
@@ -330,7 +335,8 @@ class MarkerProbe:
         return [self.seen[m] - sent for m, sent in self.sent.items() if m in self.seen]
 
 
-def http_load(duration_s: float, name: str, kafka: bool, clients: int = 4, batch: int = 1000) -> Result:
+def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concurrency: int = 8,
+              batch: int = 1000) -> Result:
     """NDJSON batches of 1,000 from separate load processes against `logpipe up` in its own process:
     with the in-process channel (http-ingest), or through a Kafka broker (kafka-max: gateway ->
     broker -> processor, with bare librdkafka producer and consumer ceilings on the same broker)."""
@@ -359,7 +365,8 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 4, batch
         monitor.start()
         started = time.perf_counter()
         loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
-                                     str(seed)], stdout=subprocess.PIPE, text=True) for seed in range(clients)]
+                                     str(seed), str(concurrency)], stdout=subprocess.PIPE, text=True)
+                   for seed in range(clients)]
         for i, loader in enumerate(loaders):
             monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
         outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
@@ -386,7 +393,7 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 4, batch
               _delta(before, after, "logpipe_normalize_seconds_sum", processor)),
         Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")), 0,
               _delta(before, after, "logpipe_write_seconds_sum", "clickhouse_sink"))]
-    result.notes.append(f"{clients} load processes, NDJSON batches of {batch}, "
+    result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, NDJSON batches of {batch}, "
                         f"429 answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
     if kafka:
         result.notes.append(f"bare librdkafka ceilings on the same broker: producer "

@@ -42,15 +42,14 @@ class PendingBatch:
     rows: int = 0
     opened_at: float = 0.0
 
-    def add(self, facts: pa.Table, dead: pa.Table, ack: tuple[Future[IngestResult], IngestResult] | None) -> None:
+    def add(self, facts: pa.Table, dead: pa.Table, acks: list[tuple[Future[IngestResult], IngestResult]]) -> None:
         if not self.facts and not self.dead_letters and not self.acks:
             self.opened_at = time.monotonic()
         if facts.num_rows:
             self.facts.append(facts)
         if dead.num_rows:
             self.dead_letters.append(dead)
-        if ack is not None:
-            self.acks.append(ack)
+        self.acks += acks
         self.rows += facts.num_rows
 
     @property
@@ -147,6 +146,26 @@ def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
 COALESCE_MAX_EVENTS = 200_000
 
 
+def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord],
+                      records: int) -> list[tuple[Envelope, IngestResult]]:
+    """Each sender's accepted and rejected counts and reasons, with record positions within its own
+    payload, from the normalization of the parts joined in order."""
+    if len(parts) == 1:
+        errors = [{"index": r.index, "reason": r.reason} for r in dead_records[:MAX_ERRORS_REPORTED]]
+        return [(parts[0], IngestResult(records - len(dead_records), len(dead_records), errors))]
+    results, start, bad = [], 0, 0
+    for part in parts:
+        end = start + part.events
+        mine = []
+        while bad < len(dead_records) and dead_records[bad].index < end:
+            mine.append(dead_records[bad])
+            bad += 1
+        errors = [{"index": r.index - start, "reason": r.reason} for r in mine[:MAX_ERRORS_REPORTED]]
+        results.append((part, IngestResult(part.events - len(mine), len(mine), errors)))
+        start = end
+    return results
+
+
 class Processor:
     def __init__(self, channel: Channel, fact_sink: Sink, dead_letter_sink: Sink, config: ProcessorConfig):
         self.channel = channel
@@ -207,10 +226,10 @@ class Processor:
             stopping = self._stop.is_set()
             envelope = self.channel.get(timeout=0.05)
             if envelope is not None:
-                envelope, held = self._coalesce(envelope)
-                self._process(envelope)
+                parts, held = self._coalesce(envelope)
+                self._process(parts)
                 if held is not None:
-                    self._process(held)
+                    self._process([held])
             elif stopping:
                 break
             metrics.QUEUE_EVENTS.labels(component="processor").set(self.channel.events)
@@ -220,30 +239,23 @@ class Processor:
             self._commit(give_up_after_s=10.0)
         self._sealed.put(None)
 
-    def _coalesce(self, first: Envelope) -> tuple[Envelope, Envelope | None]:
-        """Join queued payloads nobody waits on (simulator batches) into one normalize call: the cost
-        per call is mostly fixed, so many small batches cost far more than one big one. Returns the
-        joined envelope and, if one was taken that cannot join (someone waits on it), that one."""
-        if first.ack is not None or first.provenance.offsets is not None:
-            return first, None
+    def _coalesce(self, first: Envelope) -> tuple[list[Envelope], Envelope | None]:
+        """Queued payloads of one source, to be normalized in one call: the cost per call is mostly
+        fixed, so many small batches (HTTP requests of 1,000 events, simulator ticks) cost far more
+        than one big one. Returns them and, if one was taken that cannot join (Kafka offsets, another
+        source), that one."""
+        if first.provenance.offsets is not None:
+            return [first], None
         parts, events = [first], first.events
         while events < COALESCE_MAX_EVENTS:
             following = self.channel.get(timeout=0)
             if following is None:
                 break
-            if (following.ack is not None or following.provenance.offsets is not None
-                    or following.provenance.source != first.provenance.source):
-                return self._joined(parts, events), following
+            if following.provenance.offsets is not None or following.provenance.source != first.provenance.source:
+                return parts, following
             parts.append(following)
             events += following.events
-        return self._joined(parts, events), None
-
-    @staticmethod
-    def _joined(parts: list[Envelope], events: int) -> Envelope:
-        if len(parts) == 1:
-            return parts[0]
-        payload = b"".join(p.payload if p.payload.endswith(b"\n") else p.payload + b"\n" for p in parts)
-        return Envelope(payload, events, parts[0].provenance)
+        return parts, None
 
     def _due(self) -> bool:
         batch = self.pending
@@ -277,12 +289,15 @@ class Processor:
                 metrics.PROCESSOR_EXCEPTIONS.inc()
                 log.error("batch not written: %s", exc)
 
-    def _process(self, envelope: Envelope) -> None:
-        provenance = envelope.provenance
-        metrics.EVENTS_RECEIVED.labels(component="processor").inc(envelope.events)
+    def _process(self, parts: list[Envelope]) -> None:
+        provenance = parts[0].provenance
+        events = sum(part.events for part in parts)
+        metrics.EVENTS_RECEIVED.labels(component="processor").inc(events)
+        payload = parts[0].payload if len(parts) == 1 else b"".join(
+            p.payload if p.payload.endswith(b"\n") else p.payload + b"\n" for p in parts)
         try:
             with metrics.NORMALIZE_SECONDS.labels(component="processor").time():
-                normalized = normalize_ndjson(envelope.payload, provenance)
+                normalized = normalize_ndjson(payload, provenance)
             facts, dead_records, records = normalized.facts, normalized.dead_letters, normalized.record_count
         except Exception as exc:  # a bug must not lose the payload: it becomes a dead letter
             self.exceptions += 1
@@ -290,13 +305,17 @@ class Processor:
             self.checkpoint.last_error = f"processor: {exc!r}"
             log.exception("normalization failed")
             facts = pa.table({})
-            dead_records = [BadRecord(0, envelope.payload.decode("utf-8", "replace"), f"processor error: {exc!r}")]
-            records = envelope.events
+            dead_records = [BadRecord(0, payload.decode("utf-8", "replace"), f"processor error: {exc!r}")]
+            records = events
+        if len(parts) > 1 and records != events and any(part.ack is not None for part in parts):
+            # the senders' record counts do not add up to what was read (a line holding two
+            # documents, say): answer each of them from a normalization of its own payload
+            for part in parts:
+                self._process([part])
+            return
         dead = dead_letter_table(dead_records, provenance) if dead_records else pa.table({})
         metrics.EVENTS_SENT.labels(component="processor").inc(facts.num_rows)
         metrics.EVENTS_ERRORS.labels(component="processor").inc(len(dead_records))
-        ack = None
-        if envelope.ack is not None:
-            errors = [{"index": r.index, "reason": r.reason} for r in dead_records[:MAX_ERRORS_REPORTED]]
-            ack = (envelope.ack, IngestResult(records - len(dead_records), len(dead_records), errors))
-        self.pending.add(facts, dead, ack)
+        results = _results_per_part(parts, dead_records, records)
+        self.pending.add(facts, dead, [(part.ack, result) for part, result in results if part.ack is not None])
+

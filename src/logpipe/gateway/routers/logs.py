@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from logpipe.gateway.deps import PipelineDep
@@ -74,7 +75,9 @@ async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
     if count == 0:
         return JSONResponse({"accepted": 0, "rejected": 0, "errors": []})
     try:
-        future = pipeline.submit(payload, count)
+        # in a worker thread: with Kafka, submit validates and produces the batch, CPU work that would
+        # otherwise hold up every other request on the event loop
+        future = await run_in_threadpool(pipeline.submit, payload, count)
     except Overloaded as exc:
         return _retry_later(429, "pipeline at capacity, retry later", exc.retry_after_s)
     except ShuttingDown:
