@@ -109,12 +109,26 @@ KINDS: tuple[str, ...] = ("request", "app_error")
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a batch came from; Kafka offsets are per row, the rest per batch."""
+    """Where a batch came from; Kafka offsets are per record, the rest per batch unless a batch
+    spans several topic-partitions (``topics`` and ``partitions`` per record then)."""
 
     source: str
     topic: str = ""
     partition: int = -1
     offsets: np.ndarray | None = None  # per record (indexed by record position)
+    topics: pa.Array | None = None
+    partitions: np.ndarray | None = None
+
+    def topic_column(self, positions: np.ndarray) -> pa.Array:
+        """The topic of each record at ``positions``."""
+        if self.topics is None:
+            return pa.array(np.full(len(positions), self.topic, dtype=object), type=pa.string())
+        return self.topics.take(pa.array(positions, type=pa.int64()))
+
+    def partition_column(self, positions: np.ndarray) -> np.ndarray:
+        if self.partitions is None:
+            return np.full(len(positions), self.partition, dtype=np.int32)
+        return self.partitions[positions].astype(np.int32)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

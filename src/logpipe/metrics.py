@@ -39,6 +39,10 @@ COMPONENT_UP = Gauge("logpipe_component_up", "1 when the component is running an
 
 KAFKA_LAG = Gauge("logpipe_kafka_consumer_lag", "Messages behind the partition's end, per assigned partition.",
                   ["topic", "partition"], registry=REGISTRY)
+KAFKA_RECORD_AGE_SECONDS = Histogram(
+    "logpipe_kafka_record_age_seconds", "Age of the newest message of each poll when the consumer takes it (now "
+    "minus its Kafka timestamp): the time a record spends between producer and processor.", registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 KAFKA_COMMIT_SECONDS = Histogram("logpipe_kafka_commit_seconds", "Time to commit offsets synchronously.",
                                  registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
 

@@ -110,6 +110,7 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     exposed = httpx_get(f"{lp.base}/metrics")
     assert f'logpipe_kafka_consumer_lag{{partition="0",topic="{new_topic}"}}' in exposed
     assert "logpipe_kafka_commit_seconds_count" in exposed
+    assert "logpipe_kafka_record_age_seconds_count" in exposed
 
     listing = subprocess.run([*LOGPIPE, "kafka", "topics"], env={**os.environ, **env}, check=True,
                              capture_output=True, text=True).stdout

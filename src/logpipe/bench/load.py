@@ -15,7 +15,9 @@ from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
 
 
-def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int = 4) -> dict[str, int]:
+def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int = 4,
+         rate: float = 0.0) -> dict[str, int]:
+    """``rate`` events/s from this process (0: as fast as the answers come)."""
     generator = TrafficGenerator(seed=seed, id_prefix=f"load{seed}-")
     now = time.time()
     bodies = [encode_ndjson(generator.generate(batch, now - 1, now).slice(0, batch)) for _ in range(50)]
@@ -25,9 +27,14 @@ def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int =
 
     def send(offset: int) -> None:
         counts: Counter[str] = Counter()
+        interval = batch * concurrency / rate if rate else 0.0  # each sender's share of the rate
+        next_at = time.monotonic() + interval * offset / (7 * concurrency)
         with httpx.Client(base_url=base, timeout=60) as client:
             i = offset
             while time.monotonic() < deadline:
+                if interval:
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += interval
                 body = bodies[i % len(bodies)]
                 i += 1
                 response = client.post("/v1/logs", content=body, headers={"content-type": "application/x-ndjson"})
@@ -49,6 +56,6 @@ def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int =
 
 
 if __name__ == "__main__":
-    base, duration, batch, seed, concurrency = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
-        int(sys.argv[5])
-    sys.stdout.write(json.dumps(main(base, duration, batch, seed, concurrency)) + "\n")
+    base, duration, batch, seed, concurrency, rate = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), \
+        int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+    sys.stdout.write(json.dumps(main(base, duration, batch, seed, concurrency, rate)) + "\n")

@@ -241,14 +241,14 @@ def clickhouse_ceiling(store, batches: int = 6) -> float:
 
 # served: `logpipe up` or `logpipe spark` in a process of its own ------------------------------------
 def _scrape(base: str) -> dict[tuple[str, str], float]:
-    """(metric, component) -> value from a logpipe process's /metrics (histograms as their _sum)."""
+    """(metric, component) -> value from a logpipe process's /metrics (histograms as _sum and _count)."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text):
         for sample in family.samples:
-            if sample.name.endswith(("_total", "_sum")) or family.type == "gauge":
+            if sample.name.endswith(("_total", "_sum", "_count")) or family.type == "gauge":
                 values[(sample.name, sample.labels.get("component", ""))] = sample.value
     return values
 
@@ -290,7 +290,23 @@ class MarkerProbe:
         self._threads = [threading.Thread(target=self._post, daemon=True),
                          threading.Thread(target=self._poll, daemon=True)]
 
-    def start(self) -> MarkerProbe:
+    def start(self, warm_up_timeout_s: float = 120.0) -> MarkerProbe:
+        """Once an event goes all the way through (with Kafka: the consumer has joined its group and
+        has its partitions), start posting markers, so the figures are the steady state's."""
+        import httpx
+
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            line = json.dumps({"event_id": "warm-up", "ts": _iso(time.time()), "service": "bench"}).encode()
+            client.post("/v1/logs", content=line + b"\n").raise_for_status()
+            deadline = time.monotonic() + warm_up_timeout_s
+            while time.monotonic() < deadline:
+                rows = client.post("/v1/query", json={
+                    "sql": "SELECT count() FROM analytics.fact_log WHERE event_id = 'warm-up'"}).json()["rows"]
+                if rows and rows[0][0]:
+                    break
+                time.sleep(0.1)
+            else:
+                raise TimeoutError(f"the warm-up event was not visible within {warm_up_timeout_s:.0f}s")
         for thread in self._threads:
             thread.start()
         return self
@@ -336,7 +352,7 @@ class MarkerProbe:
 
 
 def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concurrency: int = 8,
-              batch: int = 1000) -> Result:
+              batch: int = 1000, rate: float = 0.0) -> Result:
     """NDJSON batches of 1,000 from separate load processes against `logpipe up` in its own process:
     with the in-process channel (http-ingest), or through a Kafka broker (kafka-max: gateway ->
     broker -> processor, with bare librdkafka producer and consumer ceilings on the same broker)."""
@@ -365,7 +381,8 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
         monitor.start()
         started = time.perf_counter()
         loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
-                                     str(seed), str(concurrency)], stdout=subprocess.PIPE, text=True)
+                                     str(seed), str(concurrency), str(rate / clients)],
+                                    stdout=subprocess.PIPE, text=True)
                    for seed in range(clients)]
         for i, loader in enumerate(loaders):
             monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
@@ -388,14 +405,22 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
         result.stages.append(Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer"))))
         result.stages.append(Stage("consumed", int(_delta(before, after, "logpipe_events_received_total",
                                                           "kafka_processor"))))
+    if kafka:
+        produced, consumed = result.stages[1].events, result.stages[2].events
+        result.queue_growth["consumed"] = (produced - consumed) / max(consumed, 1)  # the topics' lag grows
     result.stages += [
         Stage("normalized", int(_delta(before, after, events, processor)), 0,
               _delta(before, after, "logpipe_normalize_seconds_sum", processor)),
         Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")), 0,
               _delta(before, after, "logpipe_write_seconds_sum", "clickhouse_sink"))]
-    result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, NDJSON batches of {batch}, "
+    result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, "
+                        f"{f'{rate:,.0f} ev/s offered' if rate else 'as fast as answered'}, NDJSON batches of {batch}, "
                         f"429 answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
     if kafka:
+        polls = _delta(before, after, "logpipe_kafka_record_age_seconds_count", "")
+        if polls:
+            age = _delta(before, after, "logpipe_kafka_record_age_seconds_sum", "") / polls
+            result.notes.append(f"a record's mean age when the processor polls it (producer to consumer): {age:.2f}s")
         result.notes.append(f"bare librdkafka ceilings on the same broker: producer "
                             f"{result.ceilings['produced to Kafka']:,.0f} msg/s, consumer "
                             f"{result.ceilings['consumed']:,.0f} msg/s")
@@ -579,6 +604,7 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-10k": lambda d: embedded(d, 10_000, "embedded-10k"),
     "embedded-50k": lambda d: embedded(d, 50_000, "embedded-50k"),
     "kafka-max": lambda d: http_load(d, "kafka-max", kafka=True),
+    "kafka-20k": lambda d: http_load(d, "kafka-20k", kafka=True, rate=20_000),
     "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
     "drain-spark": drain_spark,

@@ -22,11 +22,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from logpipe import metrics
 from logpipe.processing.config import ProcessorConfig
-from logpipe.processing.normalize import normalize_partition
+from logpipe.processing.normalize import normalize_partitions
 from logpipe.processing.processor import Checkpoint, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, subscription_pattern
@@ -52,7 +59,8 @@ class KafkaCheckpoint(Checkpoint):
 
     1. produce the poison messages to logs.dlq and wait for the broker (raise on anything undelivered);
     2. write the dead letters (at least once: a replay may write them again);
-    3. write each partition's fact rows with its ``topic:partition:first-last`` token;
+    3. write the fact rows of all the batch's partitions in one insert, its token naming their
+       ``topic:partition:first-last`` ranges;
     4. commit the next offsets synchronously: the acknowledgement step.
 
     Dead letters go before facts because recovery positions a partition past its highest
@@ -174,6 +182,10 @@ class KafkaProcessor:
                     batch.offsets.append(message.offset())
                     self.rows += 1
                 metrics.EVENTS_RECEIVED.labels(component=COMPONENT).inc(len(messages))
+                if messages and messages[-1].error() is None:
+                    kind, stamp_ms = messages[-1].timestamp()
+                    if kind != TIMESTAMP_NOT_AVAILABLE:
+                        metrics.KAFKA_RECORD_AGE_SECONDS.observe(max(0.0, time.time() - stamp_ms / 1000))
                 if self.rows >= self.config.batch_max_rows or (
                         self.rows and time.monotonic() - self.opened_at >= self.config.flush_interval_s):
                     self.flush()
@@ -191,21 +203,20 @@ class KafkaProcessor:
         if not self.batches:
             return
         batches, self.batches, self.rows = self.batches, {}, 0
+        with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
+            normalized = normalize_partitions([(b.topic, b.partition, pa.array(b.values, pa.binary()),
+                                                np.array(b.offsets, dtype=np.int64)) for b in batches.values()])
         pending = PendingBatch()
-        tokens, next_offsets, dlq_messages = [], [], []
-        for batch in batches.values():
-            with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
-                part = normalize_partition(batch.topic, batch.partition, pa.array(batch.values, pa.binary()),
-                                           np.array(batch.offsets, dtype=np.int64))
-            if part.bad:
-                pending.dead_letters.append(part.dead_letters)
-                dlq_messages += [(record.raw.encode(), part.dlq_headers(record)) for record in part.bad]
-            if part.facts.num_rows:
-                pending.facts.append(part.facts)
-                tokens.append(part.offset_range)
-            next_offsets.append(TopicPartition(batch.topic, batch.partition, int(part.offsets[-1]) + 1))
-            metrics.EVENTS_SENT.labels(component=COMPONENT).inc(part.facts.num_rows)
-            metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(part.bad))
+        if normalized.bad:
+            pending.dead_letters.append(normalized.dead_letters)
+        dlq_messages = [(record.raw.encode(), normalized.dlq_headers(record)) for record in normalized.bad]
+        tokens = []
+        if normalized.facts.num_rows:
+            pending.facts.append(normalized.facts)  # one insert for all partitions, named by their ranges
+            tokens.append(normalized.token)
+        next_offsets = [TopicPartition(topic, partition, last + 1) for topic, partition, _, last in normalized.ranges]
+        metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
+        metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(normalized.bad))
         dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
         try:
             self.checkpoint.commit_partitions(pending, tokens, dead_token, next_offsets, dlq_messages)

@@ -243,12 +243,13 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     kind = pc.if_else(pc.or_kleene(pc.is_null(kind), pc.equal(kind, "")), derived_kind, kind)
     rejections.add(pc.invert(pc.is_in(kind, pa.array(KINDS))), f"kind: not one of {', '.join(KINDS)}", "kind")
 
-    offsets = (provenance.offsets[np.asarray(row_index, dtype=np.int64) if row_index is not None else slice(None)]
-               if provenance.offsets is not None else np.full(n, -1, dtype=np.int64))
+    positions = np.asarray(row_index, dtype=np.int64) if row_index is not None else np.arange(n, dtype=np.int64)
+    offsets = provenance.offsets[positions] if provenance.offsets is not None else np.full(n, -1, dtype=np.int64)
+    topics, partitions = provenance.topic_column(positions), provenance.partition_column(positions)
     event_id = _text(raw, "event_id")
     missing_id = pc.or_kleene(pc.is_null(event_id), pc.equal(event_id, "")).to_numpy(zero_copy_only=False)
     if missing_id.any():
-        event_id = pc.if_else(pa.array(missing_id), _generated_ids(provenance, offsets), event_id)
+        event_id = pc.if_else(pa.array(missing_id), _generated_ids(provenance, topics, partitions, offsets), event_id)
 
     ok = rejections.ok
     bad = _render_bad(raw, rejections, row_index, raw_lines) if not ok.all() else []
@@ -275,8 +276,8 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
         "message": _strings(raw, "message"),
         "attributes": _attributes(raw),
         "source": pa.array(np.full(n, provenance.source, dtype=object), type=pa.string()),
-        "topic": pa.array(np.full(n, provenance.topic, dtype=object), type=pa.string()),
-        "partition": pa.array(np.full(n, provenance.partition, dtype=np.int32)),
+        "topic": topics,
+        "partition": pa.array(partitions),
         "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
     })
     facts = facts.cast(FACT_SCHEMA)
@@ -304,13 +305,13 @@ def _render_bad(raw: pa.Table, rejections: _Rejections, row_index: list[int] | N
     return bad
 
 
-def _generated_ids(provenance: Provenance, offsets: np.ndarray) -> pa.Array:
+def _generated_ids(provenance: Provenance, topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """Ids for events sent without one. From Kafka they name the message (``topic:partition:offset``),
     so a replay or another engine gives the same id; otherwise they are random."""
     if provenance.offsets is None:
         return random_hex(np.random.default_rng(), len(offsets), 16)
-    prefix = f"{provenance.topic}:{provenance.partition}:"
-    return pc.binary_join_element_wise(prefix, pa.array(offsets).cast(pa.string()), "")
+    return pc.binary_join_element_wise(topics, pa.array(partitions).cast(pa.string()),
+                                       pa.array(offsets).cast(pa.string()), ":")
 
 
 def normalize_ndjson(payload: bytes, provenance: Provenance, now_ms: int | None = None) -> Normalized:
@@ -332,8 +333,8 @@ def dead_letter_table(records: list[BadRecord], provenance: Provenance, now_ms: 
     return pa.table({
         "ingest_ts": pa.array(np.full(n, now_ms, dtype=np.int64)).cast(TS_TYPE),
         "source": pa.array([provenance.source] * n, type=pa.string()),
-        "topic": pa.array([provenance.topic] * n, type=pa.string()),
-        "partition": pa.array(np.full(n, provenance.partition, dtype=np.int32)),
+        "topic": provenance.topic_column(positions),
+        "partition": pa.array(provenance.partition_column(positions)),
         "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
         "reason": pa.array([r.reason for r in records], type=pa.string()),
         "raw": pa.array([r.raw for r in records], type=pa.string()),
@@ -341,24 +342,28 @@ def dead_letter_table(records: list[BadRecord], provenance: Provenance, now_ms: 
 
 
 @dataclass
-class NormalizedPartition:
-    """One topic-partition's offset range, normalized: what both stream engines insert."""
+class NormalizedPartitions:
+    """Offset ranges of one or more topic-partitions, normalized in one call: what both stream
+    engines insert. Record positions (``BadRecord.index``) count across the ranges in order."""
 
-    topic: str
-    partition: int
-    offsets: np.ndarray
+    ranges: list[tuple[str, int, int, int]]  # topic, partition, first offset, last offset
+    provenance: Provenance  # topic, partition and offset of every record
     facts: pa.Table
     bad: list[BadRecord]
     dead_letters: pa.Table
 
     @property
-    def offset_range(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offsets[0]}-{self.offsets[-1]}"
+    def token(self) -> str:
+        """Names the batch's messages, so a retried insert of the same batch is stored once."""
+        return ",".join(f"{topic}:{partition}:{first}-{last}" for topic, partition, first, last in self.ranges)
 
     def dlq_headers(self, record: BadRecord) -> list[tuple[str, bytes]]:
-        return [("error", record.reason.encode()), ("origin_topic", self.topic.encode()),
-                ("origin_partition", str(self.partition).encode()),
-                ("origin_offset", str(int(self.offsets[record.index])).encode())]
+        origin = self.provenance
+        topic = origin.topics[record.index].as_py() if origin.topics is not None else origin.topic
+        partition = origin.partitions[record.index] if origin.partitions is not None else origin.partition
+        return [("error", record.reason.encode()), ("origin_topic", topic.encode()),
+                ("origin_partition", str(int(partition)).encode()),
+                ("origin_offset", str(int(origin.offsets[record.index])).encode())]
 
 
 EMPTY_MESSAGE = b'"empty message"'
@@ -375,21 +380,33 @@ def _ndjson_body(values: pa.Array) -> bytes:
     return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
 
 
-def normalize_partition(topic: str, partition: int, values: pa.Array, offsets: np.ndarray,
-                        now_ms: int | None = None) -> NormalizedPartition:
-    """Kafka message values (one event each, in offset order) to fact rows and dead letters.
+def normalize_partitions(batches: list[tuple[str, int, pa.Array, np.ndarray]],
+                         now_ms: int | None = None) -> NormalizedPartitions:
+    """Kafka message values of several topic-partitions, each ``(topic, partition, values, offsets)``
+    with one event per value in offset order, to fact rows and dead letters in one normalization
+    (its cost is mostly per call, so one call for a poll's 20-odd partitions, not one each).
 
     The embedded processor and the Spark job both call this, so they agree row for row. A value
     is one JSON line on the wire; one holding newlines or nothing still counts as one record.
     """
-    values = pc.cast(values, pa.binary())
+    batches = [batch for batch in batches if len(batch[2])]
+    values = pa.concat_arrays([pc.cast(v, pa.binary()) for _, _, v, _ in batches] or [pa.array([], pa.binary())])
     values = pc.fill_null(values, b"")
     values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
     values = pc.replace_substring(values, b"\n", b" ")
-    provenance = Provenance("kafka", topic, partition, offsets)
+    offsets = np.concatenate([np.asarray(o, dtype=np.int64) for _, _, _, o in batches] or [np.empty(0, np.int64)])
+    if len(batches) == 1:
+        provenance = Provenance("kafka", batches[0][0], batches[0][1], offsets)
+    else:
+        which = np.repeat(np.arange(len(batches)), [len(v) for _, _, v, _ in batches])
+        provenance = Provenance("kafka", offsets=offsets,
+                                topics=pa.array([t for t, _, _, _ in batches], pa.string()).take(pa.array(which)),
+                                partitions=np.array([p for _, p, _, _ in batches], dtype=np.int32)[which])
     normalized = normalize_ndjson(_ndjson_body(values), provenance, now_ms)
     if normalized.record_count != len(values):  # e.g. a whitespace-only value, which NDJSON skips
         fixed = [v if v.strip() else EMPTY_MESSAGE for v in values.to_pylist()]
         normalized = normalize_ndjson(b"\n".join(fixed) + b"\n", provenance, now_ms)
-    return NormalizedPartition(topic, partition, offsets, normalized.facts, normalized.dead_letters,
-                               dead_letter_table(normalized.dead_letters, provenance, now_ms))
+    ranges = [(topic, partition, int(offsets[0]), int(offsets[-1])) for topic, partition, _, offsets in batches]
+    return NormalizedPartitions(ranges, provenance, normalized.facts, normalized.dead_letters,
+                                dead_letter_table(normalized.dead_letters, provenance, now_ms))
+
