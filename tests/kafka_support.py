@@ -45,14 +45,26 @@ def caught_up(config: KafkaConfig) -> bool:
     return not lagging(config)
 
 
+def _log_partitions(consumer: Consumer, config: KafkaConfig) -> list[TopicPartition]:
+    metadata = consumer.list_topics(timeout=5)
+    return [TopicPartition(t, p) for t in topic_names(config.topic_prefix)
+            if t in metadata.topics and t != dlq_topic(config.topic_prefix) for p in metadata.topics[t].partitions]
+
+
+def committed_total(config: KafkaConfig) -> int:
+    """The group's committed offsets summed over the log partitions: grows as the processor commits."""
+    consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.group_id})
+    try:
+        return sum(max(0, tp.offset) for tp in consumer.committed(_log_partitions(consumer, config), timeout=10))
+    finally:
+        consumer.close()
+
+
 def lagging(config: KafkaConfig) -> dict[tuple[str, int], tuple[int, int]]:
     """Partitions whose committed offset is behind the end: (topic, partition) -> (committed, end)."""
     consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.group_id})
     try:
-        metadata = consumer.list_topics(timeout=5)
-        parts = [TopicPartition(t, p) for t in topic_names(config.topic_prefix)
-                 if t in metadata.topics and t != dlq_topic(config.topic_prefix)
-                 for p in metadata.topics[t].partitions]
+        parts = _log_partitions(consumer, config)
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=10)}
         behind = {}
         for tp in parts:

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from logpipe.events import FACT_SCHEMA, Provenance
-from logpipe.processing.normalize import normalize_ndjson, normalize_partitions
+from logpipe.processing.normalize import normalize_messages, normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
 
@@ -108,7 +108,7 @@ def test_sub_millisecond_and_impossible_iso_timestamps_reject_only_their_own_row
     values = pa.array([b'{"ts": "2026-11-25T10:00:00.123456+00:00", "service": "auth"}',
                        b'{"ts": "2026-13-45T10:00:00Z", "service": "auth"}',
                        b'{"ts": "2026-11-25T10:00:00.999999999Z", "service": "auth"}'])
-    result = normalize_partitions([("logs.auth", 0, values, np.arange(3, dtype=np.int64))])
+    result = normalize_messages(pa.array(["logs.auth"] * 3), np.zeros(3), np.arange(3), values)
     assert [t.isoformat() for t in result.facts.column("ts").to_pylist()] == [
         "2026-11-25T10:00:00.123000+00:00", "2026-11-25T10:00:00.999000+00:00"]
     assert [(b.index, b.reason.split(" (")[0]) for b in result.bad] == [(1, "ts: not a valid date and time")]
@@ -130,12 +130,14 @@ def test_plain_utc_timestamps_read_the_same_as_through_the_general_parser():
 
 
 def test_partitions_normalized_together_give_each_row_and_dead_letter_its_own_origin():
-    auth = pa.array([b'{"ts": "2030-01-01T00:00:00.000Z", "service": "auth"}',  # no event_id: named by origin
-                     b'{"ts": "2030-01-01T00:00:01.000Z", "service": "auth", "event_id": "given"}'])
-    pay = pa.array([b'{"ts": "2026-13-45T00:00:00Z", "service": "pay"}',
-                    b'{"ts": "2030-01-01T00:00:02.000Z", "service": "pay"}'])
-    together = normalize_partitions([("logs.auth", 2, auth, np.array([40, 41])),
-                                     ("logs.pay", 0, pay, np.array([7, 8]))])
+    auth = [b'{"ts": "2030-01-01T00:00:00.000Z", "service": "auth"}',  # no event_id: named by its origin
+            b'{"ts": "2030-01-01T00:00:01.000Z", "service": "auth", "event_id": "given"}']
+    pay = [b'{"ts": "2026-13-45T00:00:00Z", "service": "pay"}',
+           b'{"ts": "2030-01-01T00:00:02.000Z", "service": "pay"}']
+    # interleaved as a poll returns them
+    together = normalize_messages(pa.array(["logs.auth", "logs.pay", "logs.auth", "logs.pay"]),
+                                  np.array([2, 0, 2, 0]), np.array([40, 7, 41, 8]),
+                                  pa.array([auth[0], pay[0], auth[1], pay[1]]))
     facts = together.facts
     assert facts.column("event_id").to_pylist() == ["logs.auth:2:40", "given", "logs.pay:0:8"]
     assert list(zip(facts.column("topic").to_pylist(), facts.column("partition").to_pylist(),
@@ -143,11 +145,12 @@ def test_partitions_normalized_together_give_each_row_and_dead_letter_its_own_or
         ("logs.auth", 2, 40), ("logs.auth", 2, 41), ("logs.pay", 0, 8)]
     dead = together.dead_letters.to_pylist()
     assert [(d["topic"], d["partition"], d["offset"]) for d in dead] == [("logs.pay", 0, 7)]
-    assert dict(together.dlq_headers(together.bad[0]))["origin_offset"] == b"7"
-    assert dict(together.dlq_headers(together.bad[0]))["origin_topic"] == b"logs.pay"
+    headers = dict(together.dlq_headers(together.bad[0]))
+    assert (headers["origin_topic"], headers["origin_partition"], headers["origin_offset"]) == (b"logs.pay", b"0", b"7")
+    assert together.ranges == [("logs.auth", 2, 40, 41), ("logs.pay", 0, 7, 8)]
     assert together.token == "logs.auth:2:40-41,logs.pay:0:7-8"
-    alone = [normalize_partitions([("logs.auth", 2, auth, np.array([40, 41]))]),
-             normalize_partitions([("logs.pay", 0, pay, np.array([7, 8]))])]
+    alone = [normalize_messages(pa.array(["logs.auth"] * 2), np.array([2, 2]), np.array([40, 41]), pa.array(auth)),
+             normalize_messages(pa.array(["logs.pay"] * 2), np.array([0, 0]), np.array([7, 8]), pa.array(pay))]
     same = pa.concat_tables([a.facts for a in alone])
     for name in ("event_id", "ts", "service", "topic", "partition", "offset"):
         assert same.column(name).to_pylist() == facts.column(name).to_pylist(), name

@@ -16,7 +16,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.transport.topics import dlq_topic, topic_names
 from tests.conftest import LOGPIPE
-from tests.kafka_support import caught_up, kafka_test_config, lagging, produce_traffic, start_processor, wait_for
+from tests.kafka_support import (
+    caught_up,
+    committed_total,
+    kafka_test_config,
+    lagging,
+    produce_traffic,
+    start_processor,
+    wait_for,
+)
 
 
 def _query(data_dir, sql: str) -> list:
@@ -37,16 +45,20 @@ def test_every_event_arrives_exactly_once_despite_kill_9(own_kafka_broker, tmp_p
     poison.close()
     expected = produced.num_rows + after.num_rows
 
-    for _ in range(2):  # crash twice mid-stream
+    for _ in range(2):  # crash twice mid-stream: as soon as the processor has committed some more
+        committed_before = committed_total(config)
         process = start_processor(env, tmp_path)
-        time.sleep(6)
+        assert wait_for(lambda: committed_total(config) > committed_before, 60)  # noqa: B023 - awaited here
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         # Let the dead member's session (6 s) expire before the next one joins: tansu's coordinator
         # sometimes never hands a dead member's partitions on when a new member joined meanwhile.
         time.sleep(8)
+    log_before = len((tmp_path / "process.log").read_text())
     process = start_processor(env, tmp_path)
     assert wait_for(lambda: caught_up(config), 180), (lagging(config), (tmp_path / "process.log").read_text()[-3000:])
+    # it has joined the group (so its signal handlers are in place) before it is asked to stop
+    assert wait_for(lambda: "assigned [" in (tmp_path / "process.log").read_text()[log_before:], 60)
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
 
@@ -107,8 +119,10 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     assert wait_for(lambda: lp.query("SELECT topic FROM analytics.fact_log WHERE event_id = 'gk-new'") == [[new_topic]],
                  60)
 
+    # the offsets are committed (and the lag gauge set) just after the rows become visible
+    lag_gauge = f'logpipe_kafka_consumer_lag{{partition="0",topic="{new_topic}"}}'
+    assert wait_for(lambda: lag_gauge in httpx_get(f"{lp.base}/metrics"), 30)
     exposed = httpx_get(f"{lp.base}/metrics")
-    assert f'logpipe_kafka_consumer_lag{{partition="0",topic="{new_topic}"}}' in exposed
     assert "logpipe_kafka_commit_seconds_count" in exposed
     assert "logpipe_kafka_record_age_seconds_count" in exposed
 

@@ -1,11 +1,15 @@
-"""The Kafka processor: consumer group -> per-partition batches -> ClickHouse, offsets committed after.
+"""The Kafka processor: consumer group -> batches of polled messages -> ClickHouse, offsets committed after.
 
 Delivery: facts effectively once, dead letters at least once.
 
 - Auto-commit is off; offsets are committed synchronously only after the partition's rows are in
   ClickHouse (``KafkaCheckpoint`` adds that step to the shared commit order).
-- Each batch holds one partition's contiguous offsets and is inserted with the token
-  ``topic:partition:first-last``, so a retried insert is a no-op.
+- A batch holds contiguous offsets of each partition it covers and is inserted with a token naming
+  those ``topic:partition:first-last`` ranges, so a retried insert is a no-op.
+- A sealed batch is written on a committer thread while the consumer thread reads and normalizes
+  the next one; the consumer thread commits the offsets of written batches, strictly in order. At
+  most one sealed batch waits, and a revoke or stop first waits for every sealed batch to be
+  written and its offsets committed.
 - Batch boundaries after a crash need not match the ones before it, so on assignment each
   partition is positioned past the highest offset already in ``fact_log`` for it: rows inserted
   but not committed before a crash are not read again.
@@ -16,6 +20,7 @@ Delivery: facts effectively once, dead letters at least once.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +38,7 @@ from confluent_kafka import (
 
 from logpipe import metrics
 from logpipe.processing.config import ProcessorConfig
-from logpipe.processing.normalize import normalize_partitions
+from logpipe.processing.normalize import normalize_messages
 from logpipe.processing.processor import Checkpoint, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, subscription_pattern
@@ -47,11 +52,31 @@ GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_
 
 
 @dataclass
-class PartitionBatch:
-    topic: str
-    partition: int
+class Polled:
+    """Messages polled since the last flush, as columns (one list per field, not one object each)."""
+
     values: list[bytes | None] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+
+    def add(self, messages: list) -> None:
+        self.values += [m.value() for m in messages]
+        self.topics += [m.topic() for m in messages]
+        self.partitions += [m.partition() for m in messages]
+        self.offsets += [m.offset() for m in messages]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass
+class SealedBatch:
+    batch: PendingBatch
+    tokens: list[str]
+    dead_token: str
+    next_offsets: list[TopicPartition]
+    dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]
 
 
 class KafkaCheckpoint(Checkpoint):
@@ -74,9 +99,9 @@ class KafkaCheckpoint(Checkpoint):
         self.dlq = dlq
         self.dlq_name = dlq_name
 
-    def commit_partitions(self, batch: PendingBatch, tokens: list[str], dead_token: str,
-                          next_offsets: list[TopicPartition],
-                          dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+    def write(self, batch: PendingBatch, tokens: list[str], dead_token: str,
+              dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+        """Steps 1 to 3 (the committer thread's part)."""
         if dlq_messages:
             future = self.dlq.send_raw([v for v, _ in dlq_messages], [self.dlq_name] * len(dlq_messages),
                                        [None] * len(dlq_messages), [h for _, h in dlq_messages])
@@ -86,6 +111,10 @@ class KafkaCheckpoint(Checkpoint):
         for facts, token in zip(batch.facts, tokens, strict=True):
             self._write(self.fact_sink, facts, token, None)
             record_freshness(facts)
+
+    def commit_offsets(self, next_offsets: list[TopicPartition]) -> None:
+        """Step 4, on the consumer's own thread (a synchronous commit from another thread can wait
+        until the consumer stops polling)."""
         if next_offsets:
             started = time.perf_counter()
             try:
@@ -120,11 +149,13 @@ class KafkaProcessor:
         self.dlq = KafkaProducerTransport(kafka, component="dlq_producer")
         self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq,
                                           dlq_name=dlq_topic(kafka.topic_prefix))
-        self.batches: dict[tuple[str, int], PartitionBatch] = {}
-        self.rows = 0
+        self.polled = Polled()
         self.opened_at = 0.0
         self._stop = threading.Event()
         self.exceptions = 0
+        self._sealed: queue.Queue[SealedBatch | None] = queue.Queue(maxsize=1)
+        self._written: queue.Queue[list[TopicPartition]] = queue.Queue()  # offsets to commit, in order
+        self._commit_failure: BaseException | None = None
         metrics.register_component(COMPONENT)
 
     # group membership ----------------------------------------------------------------------------
@@ -149,6 +180,8 @@ class KafkaProcessor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # flush and commit what is done for these partitions before giving them up
         self.flush()
+        self._sealed.join()
+        self._commit_written()
         consumer.incremental_unassign(partitions)
         log.info("revoked %s after committing what was done", [(tp.topic, tp.partition) for tp in partitions])
 
@@ -165,32 +198,36 @@ class KafkaProcessor:
         self.consumer.subscribe([subscription_pattern(self.kafka.topic_prefix)],
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         metrics.COMPONENT_UP.labels(component=COMPONENT).set(1)
+        committer = threading.Thread(target=self._commit_sealed, name="logpipe-kafka-committer", daemon=True)
+        committer.start()
         try:
             while not self._stop.is_set():
+                self._raise_commit_failure()
+                self._commit_written()
                 messages = self.consumer.consume(num_messages=20_000, timeout=0.1)
-                for message in messages:
-                    if message.error() is not None:
-                        log.warning("consumer error: %s", message.error())
-                        continue
-                    key = (message.topic(), message.partition())
-                    batch = self.batches.get(key)
-                    if batch is None:
-                        batch = self.batches[key] = PartitionBatch(*key)
-                    if not self.rows:
-                        self.opened_at = time.monotonic()
-                    batch.values.append(message.value())
-                    batch.offsets.append(message.offset())
-                    self.rows += 1
+                good = [m for m in messages if m.error() is None]
+                if len(good) < len(messages):
+                    for message in messages:
+                        if message.error() is not None:
+                            log.warning("consumer error: %s", message.error())
+                if good and not self.polled:
+                    self.opened_at = time.monotonic()
+                self.polled.add(good)
                 metrics.EVENTS_RECEIVED.labels(component=COMPONENT).inc(len(messages))
                 if messages and messages[-1].error() is None:
                     kind, stamp_ms = messages[-1].timestamp()
                     if kind != TIMESTAMP_NOT_AVAILABLE:
                         metrics.KAFKA_RECORD_AGE_SECONDS.observe(max(0.0, time.time() - stamp_ms / 1000))
-                if self.rows >= self.config.batch_max_rows or (
-                        self.rows and time.monotonic() - self.opened_at >= self.config.flush_interval_s):
+                if len(self.polled) >= self.config.batch_max_rows or (
+                        self.polled and time.monotonic() - self.opened_at >= self.config.flush_interval_s):
                     self.flush()
             self.flush()
+            self._sealed.join()
+            self._raise_commit_failure()
+            self._commit_written()
         finally:
+            self._sealed.put(None)
+            committer.join(60)
             metrics.COMPONENT_UP.labels(component=COMPONENT).set(0)
             self.consumer.close()
             self.dlq.close()
@@ -199,13 +236,13 @@ class KafkaProcessor:
         self._stop.set()
 
     def flush(self) -> None:
-        """Normalize the pending partition batches and commit them in the checkpoint's order."""
-        if not self.batches:
+        """Normalize what was polled and hand it to the committer (commits follow the checkpoint's order)."""
+        if not self.polled:
             return
-        batches, self.batches, self.rows = self.batches, {}, 0
+        polled, self.polled = self.polled, Polled()
         with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
-            normalized = normalize_partitions([(b.topic, b.partition, pa.array(b.values, pa.binary()),
-                                                np.array(b.offsets, dtype=np.int64)) for b in batches.values()])
+            normalized = normalize_messages(pa.array(polled.topics, pa.string()), np.array(polled.partitions),
+                                            np.array(polled.offsets), pa.array(polled.values, pa.binary()))
         pending = PendingBatch()
         if normalized.bad:
             pending.dead_letters.append(normalized.dead_letters)
@@ -218,12 +255,34 @@ class KafkaProcessor:
         metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
         metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(normalized.bad))
         dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
-        try:
-            self.checkpoint.commit_partitions(pending, tokens, dead_token, next_offsets, dlq_messages)
-        except StoreError:
-            self.exceptions += 1
-            metrics.PROCESSOR_EXCEPTIONS.inc()
-            raise
+        self._raise_commit_failure()
+        self._sealed.put(SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages))
+
+    def _commit_sealed(self) -> None:
+        """The committer thread: writes sealed batches in order; after a failure it writes none (a later
+        batch's offsets would acknowledge the failed one's) and the consumer thread raises it."""
+        metrics.name_os_thread()
+        while (sealed := self._sealed.get()) is not None:
+            try:
+                if self._commit_failure is None:
+                    self.checkpoint.write(sealed.batch, sealed.tokens, sealed.dead_token, sealed.dlq_messages)
+                    self._written.put(sealed.next_offsets)
+            except Exception as exc:  # handed to the consumer thread, which raises it
+                if isinstance(exc, StoreError):
+                    self.exceptions += 1
+                    metrics.PROCESSOR_EXCEPTIONS.inc()
+                self._commit_failure = exc
+            finally:
+                self._sealed.task_done()
+        self._sealed.task_done()
+
+    def _commit_written(self) -> None:
+        while not self._written.empty():
+            self.checkpoint.commit_offsets(self._written.get())
+
+    def _raise_commit_failure(self) -> None:
+        if self._commit_failure is not None:
+            raise self._commit_failure
 
 
 def committed_lag(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:

@@ -380,33 +380,41 @@ def _ndjson_body(values: pa.Array) -> bytes:
     return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
 
 
-def normalize_partitions(batches: list[tuple[str, int, pa.Array, np.ndarray]],
-                         now_ms: int | None = None) -> NormalizedPartitions:
-    """Kafka message values of several topic-partitions, each ``(topic, partition, values, offsets)``
-    with one event per value in offset order, to fact rows and dead letters in one normalization
-    (its cost is mostly per call, so one call for a poll's 20-odd partitions, not one each).
+def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray, values: pa.Array,
+                       now_ms: int | None = None) -> NormalizedPartitions:
+    """Kafka messages (their topic, partition, offset and value, one event per value; each
+    partition's in offset order, partitions interleaved as polled) to fact rows and dead letters, in
+    one normalization: its cost is mostly per call, so one for a poll's 20-odd partitions, not one each.
 
     The embedded processor and the Spark job both call this, so they agree row for row. A value
     is one JSON line on the wire; one holding newlines or nothing still counts as one record.
     """
-    batches = [batch for batch in batches if len(batch[2])]
-    values = pa.concat_arrays([pc.cast(v, pa.binary()) for _, _, v, _ in batches] or [pa.array([], pa.binary())])
-    values = pc.fill_null(values, b"")
+    topics = pc.cast(topics, pa.string())
+    partitions = np.asarray(partitions, dtype=np.int32)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    values = pc.fill_null(pc.cast(values, pa.binary()), b"")
     values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
     values = pc.replace_substring(values, b"\n", b" ")
-    offsets = np.concatenate([np.asarray(o, dtype=np.int64) for _, _, _, o in batches] or [np.empty(0, np.int64)])
-    if len(batches) == 1:
-        provenance = Provenance("kafka", batches[0][0], batches[0][1], offsets)
-    else:
-        which = np.repeat(np.arange(len(batches)), [len(v) for _, _, v, _ in batches])
-        provenance = Provenance("kafka", offsets=offsets,
-                                topics=pa.array([t for t, _, _, _ in batches], pa.string()).take(pa.array(which)),
-                                partitions=np.array([p for _, p, _, _ in batches], dtype=np.int32)[which])
+    provenance = Provenance("kafka", offsets=offsets, topics=topics, partitions=partitions)
     normalized = normalize_ndjson(_ndjson_body(values), provenance, now_ms)
     if normalized.record_count != len(values):  # e.g. a whitespace-only value, which NDJSON skips
         fixed = [v if v.strip() else EMPTY_MESSAGE for v in values.to_pylist()]
         normalized = normalize_ndjson(b"\n".join(fixed) + b"\n", provenance, now_ms)
-    ranges = [(topic, partition, int(offsets[0]), int(offsets[-1])) for topic, partition, _, offsets in batches]
-    return NormalizedPartitions(ranges, provenance, normalized.facts, normalized.dead_letters,
-                                dead_letter_table(normalized.dead_letters, provenance, now_ms))
+    return NormalizedPartitions(_offset_ranges(topics, partitions, offsets), provenance, normalized.facts,
+                                normalized.dead_letters, dead_letter_table(normalized.dead_letters, provenance, now_ms))
 
+
+def _offset_ranges(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray) -> list[tuple[str, int, int, int]]:
+    """(topic, partition, first offset, last offset) of each topic-partition, sorted."""
+    if not len(offsets):
+        return []
+    encoded = topics.dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    keys = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64) << 32 | partitions.astype(np.int64)
+    unique, which = np.unique(keys, return_inverse=True)
+    first = np.full(len(unique), np.iinfo(np.int64).max)
+    last = np.full(len(unique), np.iinfo(np.int64).min)
+    np.minimum.at(first, which, offsets)
+    np.maximum.at(last, which, offsets)
+    return sorted((names[int(key >> 32)], int(key & 0xFFFFFFFF), int(a), int(b))
+                  for key, a, b in zip(unique, first, last, strict=True))

@@ -1,7 +1,7 @@
 """The Spark Structured Streaming engine: logs.* from Kafka -> normalize -> ClickHouse, checkpointed.
 
 Per micro-batch, executors read the Kafka offset ranges; the driver normalizes each topic-partition
-with the embedded processor's own ``normalize_partitions`` (so both engines produce the same rows)
+with the embedded processor's own ``normalize_messages`` (so both engines produce the same rows)
 and inserts chunks with the token ``<query id>:<batch id>:<table>:<chunk>``. Spark replays a batch
 after a crash with the same id and offsets (its offset log is written before the batch runs), so a
 replayed chunk carries the same token and ClickHouse stores it once.
@@ -18,10 +18,9 @@ import sys
 import threading
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from logpipe.processing.normalize import normalize_partitions
+from logpipe.processing.normalize import normalize_messages
 from logpipe.processing.processor import record_freshness
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.source import SOURCE_NAME, KafkaPythonSource
@@ -79,26 +78,20 @@ def kafka_stream(spark, kafka: KafkaConfig, config: SparkConfig, source: str):
 
 
 def normalize_batch(raw: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
-    """A micro-batch of Kafka rows to (facts, dead letters), its topic-partitions in a deterministic
-    order so that a replayed batch gives the same rows."""
+    """A micro-batch of Kafka rows to (facts, dead letters), in topic-partition-offset order so that
+    a replayed batch gives the same rows in the same order."""
     if raw.num_rows == 0:
         return None, None
     raw = raw.sort_by([("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")])
-    topics = raw.column("topic").to_numpy(zero_copy_only=False)
-    partitions = raw.column("partition").to_numpy()
-    boundaries = np.flatnonzero((topics[1:] != topics[:-1]) | (partitions[1:] != partitions[:-1])) + 1
-    values = raw.column("value").combine_chunks()
-    offsets = raw.column("offset").to_numpy().astype(np.int64)
-    normalized = normalize_partitions([
-        (str(topics[begin]), int(partitions[begin]), values.slice(int(begin), int(end - begin)), offsets[begin:end])
-        for begin, end in zip(np.r_[0, boundaries], np.r_[boundaries, raw.num_rows], strict=True)])
+    normalized = normalize_messages(raw.column("topic").combine_chunks(), raw.column("partition").to_numpy(),
+                                    raw.column("offset").to_numpy(), raw.column("value").combine_chunks())
     return normalized.facts, normalized.dead_letters
 
 
 class ForeachBatchSink:
     """foreachBatch: Kafka rows -> normalized -> ClickHouse, in chunks whose tokens survive a replay.
 
-    Executors read Kafka in parallel; the driver normalizes (the same ``normalize_partitions`` as the
+    Executors read Kafka in parallel; the driver normalizes (the same ``normalize_messages`` as the
     embedded processor) and inserts. Dead letters go before facts, as in the embedded commit order."""
 
     def __init__(self, store, chunk_rows: int = 500_000):
