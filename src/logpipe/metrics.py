@@ -78,12 +78,17 @@ def counter_value(metric: Counter, component: str) -> float:
     return metric.labels(component=component)._value.get()
 
 
+OS_THREAD_NAMES: dict[str, str] = {}  # the name in the OS (cut to 15 bytes) -> the thread's name
+
+
 def name_os_thread() -> None:
     """Give the calling thread its Python name in the OS too (``top -H``, ``/proc/<pid>/task/*/comm``),
     so CPU time can be told apart per component of a process: ``lp:`` and the name without "logpipe-",
-cut to the 15 bytes Linux keeps."""
+    cut to the 15 bytes Linux keeps."""
     if threading.current_thread() is threading.main_thread():
         return  # the main thread's name is the process's name (ps, pkill)
-    name = ("lp:" + threading.current_thread().name.removeprefix("logpipe-"))[:15].encode()
+    full = threading.current_thread().name.removeprefix("logpipe-")
+    name = ("lp:" + full)[:15]
+    OS_THREAD_NAMES[name] = full
     with contextlib.suppress(OSError, AttributeError):  # not Linux: threads keep the process's name
-        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # 15 = PR_SET_NAME
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)  # 15 = PR_SET_NAME

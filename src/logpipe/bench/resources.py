@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logpipe.metrics import OS_THREAD_NAMES
+
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -37,8 +39,8 @@ def _component(thread_name: str, process_name: str) -> str:
         return "librdkafka"
     if thread_name in (process_name, "python", "python3") or thread_name.startswith(("python", "pymain")):
         return "python (main and others)"
-    if thread_name.startswith("lp:"):
-        return thread_name.removeprefix("lp:")  # a logpipe thread, named by metrics.name_os_thread
+    if thread_name.startswith("lp:"):  # a logpipe thread, named by metrics.name_os_thread
+        return OS_THREAD_NAMES.get(thread_name, thread_name.removeprefix("lp:"))
     return "ClickHouse engine (chdb)"
 
 
@@ -78,7 +80,8 @@ class ResourceMonitor:
     processes: dict[str, int] = field(default_factory=dict)
     pipeline: set[str] = field(default_factory=set)  # the processes whose memory the pipeline needs
     _peak: dict[str, int] = field(default_factory=dict)
-    _cpu_start: dict[tuple[int, str], float] = field(default_factory=dict)
+    _cpu_start: dict[int, float] = field(default_factory=dict)  # thread id: CPU seconds at start
+    _thread_cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # thread id: last name and seconds
     trees: set[str] = field(default_factory=set)  # processes counted with their descendants
     _process_cpu: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)  # (start, last seen)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -97,8 +100,8 @@ class ResourceMonitor:
             self._sample_process(name, first=True)
 
     def start(self) -> None:
-        for tid, name, seconds in self._threads(os.getpid()):
-            self._cpu_start[(tid, name)] = seconds
+        for tid, _name, seconds in self._threads(os.getpid()):
+            self._cpu_start[tid] = seconds
         self._thread = threading.Thread(target=self._run, name="logpipe-bench-rss", daemon=True)
         self._thread.start()
 
@@ -107,8 +110,14 @@ class ResourceMonitor:
             for name, pid in list(self.processes.items()):
                 if pid == os.getpid():
                     self._peak[name] = max(self._peak.get(name, 0), _rss_bytes(pid))
+                    self._sample_threads()
                 else:
                     self._sample_process(name)
+
+    def _sample_threads(self) -> None:
+        """This process's threads, kept after they exit (a thread's CPU leaves /proc with it)."""
+        for tid, name, seconds in self._threads(os.getpid()):
+            self._thread_cpu[tid] = (name, seconds)
 
     def _sample_process(self, name: str, first: bool = False) -> None:
         root = self.processes[name]
@@ -143,9 +152,10 @@ class ResourceMonitor:
         cpu: dict[str, float] = {}
         if own in self.processes.values():
             process_name = _cpu_s(Path(f"/proc/{own}/stat"))[0]
-            for tid, name, seconds in self._threads(own):
+            self._sample_threads()
+            for tid, (name, seconds) in self._thread_cpu.items():
                 component = _component(name, process_name)
-                cpu[component] = cpu.get(component, 0.0) + seconds - self._cpu_start.get((tid, name), 0.0)
+                cpu[component] = cpu.get(component, 0.0) + seconds - self._cpu_start.get(tid, 0.0)
         for (name, _pid), (start, last) in self._process_cpu.items():
             cpu[name] = cpu.get(name, 0.0) + last - start
         peak = {name: round(value / 2**20, 1) for name, value in self._peak.items()}

@@ -216,7 +216,9 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     half = len(queue_samples) // 2
     if half:
         first, second = np.mean(queue_samples[:half]), np.mean(queue_samples[half:])
-        result.queue_growth["normalized"] = (second - first) / max(first, 1.0)
+        # growth that matters: by more than a twentieth of the queue's capacity, not from 10 to 20 events
+        if second - first > defaults.queue_max_events / 20:
+            result.queue_growth["normalized"] = (second - first) / max(first, 1.0)
     result.ceilings["inserted"] = clickhouse_ceiling(store)
     result.notes.append(f"offered {'max' if rate is None else f'{rate:,.0f} ev/s'}; markers every "
                         f"{MARKER_EVERY_S}s; queue mean {np.mean(queue_samples or [0]):,.0f} events")

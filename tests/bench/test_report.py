@@ -1,0 +1,37 @@
+"""`logpipe bench`: a scenario run end to end, its JSON and Markdown as a user reads them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import LOGPIPE
+
+
+def test_a_fixed_rate_scenario_reports_rates_freshness_memory_and_components(tmp_path):
+    run = subprocess.run([*LOGPIPE, "bench", "--scenario", "embedded-10k", "--duration", "4", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "logpipe bench" in run.stdout + run.stderr  # the table
+    result = json.loads((tmp_path / "embedded-10k.json").read_text())
+    assert result["scenario"] == "embedded-10k" and result["duration_s"] >= 4
+    # offered 10,000 events/s: what was inserted is that rate, give or take the last flush
+    assert 5_000 <= result["inserted_per_s"] <= 11_000
+    assert result["freshness_samples"] >= 8  # markers every 0.25 s, each found by a query
+    assert 0 < result["freshness_p50_s"] <= result["freshness_p95_s"] <= result["freshness_p99_s"]
+    assert [s["stage"] for s in result["stages"]] == ["generated", "serialized (JSON)", "normalized", "inserted"]
+    inserted = result["stages"][-1]
+    assert inserted["ceiling_per_s"] > inserted["events_per_s"] and 0 < inserted["ratio_of_ceiling"] < 1
+    components = {c["component"]: c["cpu_s"] for c in result["components"]}
+    assert components["processor"] > 0 and components["ClickHouse engine (chdb)"] > 0
+    assert result["peak_rss_mb"] > 100
+    assert result["bottleneck"]
+    markdown = (tmp_path / "README.md").read_text()
+    assert "| embedded-10k |" in markdown and "| processor |" in markdown
+
+
+def test_an_unknown_scenario_is_refused_with_the_known_ones(tmp_path):
+    run = subprocess.run([*LOGPIPE, "bench", "--scenario", "nope", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "embedded-max" in run.stderr and "drain-spark" in run.stderr

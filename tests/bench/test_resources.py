@@ -1,0 +1,38 @@
+"""CPU seconds per component and peak RSS, as `logpipe bench` reports them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from logpipe import metrics
+from logpipe.bench.resources import ResourceMonitor
+
+
+def _spin(seconds: float) -> None:
+    metrics.name_os_thread()
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass
+
+
+def test_cpu_is_told_apart_per_named_thread_and_per_process():
+    monitor = ResourceMonitor(interval_s=0.05)
+    monitor.watch("this process", os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.6\n"
+                              "buf = bytearray(64 * 2**20)\nwhile time.process_time() < end: pass"])
+    monitor.watch("a child", child.pid, pipeline=False)
+    monitor.start()
+    spinner = threading.Thread(target=_spin, args=(0.6,), name="logpipe-long-named-spinner")
+    spinner.start()
+    spinner.join()
+    child.wait(30)
+    usage = monitor.stop()
+    # the OS keeps 15 bytes of a thread's name; the report gives the whole one back
+    assert usage.cpu_s["long-named-spinner"] >= 0.5
+    assert usage.cpu_s["a child"] >= 0.5
+    assert usage.peak_rss_mb["a child"] >= 64
+    assert usage.pipeline_peak_rss_mb == usage.peak_rss_mb["this process"]  # the child is not the pipeline's
