@@ -65,13 +65,17 @@ def table(results: list[dict[str, Any]]) -> Table:
 
 
 def write(results: list[dict[str, Any]], out: Path) -> None:
+    """One JSON per scenario run; README.md over every scenario's latest result in ``out``, so a
+    single scenario run again updates its row and leaves the others."""
     out.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     for r in results:
         (out / f"{r['scenario']}.json").write_text(json.dumps({**r, "machine": machine}, indent=2) + "\n")
-    lines = ["# logpipe bench", "", f"Measured {machine['when']} on {machine['cpus']} CPUs "
-             f"({machine['machine']}, Python {machine['python']}) with `logpipe bench`.", "",
+    results = [json.loads((out / f"{name}.json").read_text()) for name in SCENARIOS if (out / f"{name}.json").exists()]
+    lines = ["# logpipe bench", "", "Measured with `logpipe bench` on "
+             f"{machine['cpus']} CPUs ({machine['machine']}, Python {machine['python']}); each scenario's time is "
+             "in its JSON (`machine.when`).", "",
              "| scenario | inserted ev/s | freshness p50 / p99 s | peak RSS MB | bottleneck | target |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:

@@ -506,7 +506,7 @@ def _bare_consumer_rate(config, events: int) -> float:
     return count / max(elapsed, 1e-9)
 
 
-def drain_embedded(duration_s: float, events: int = 400_000) -> Result:
+def drain_embedded(duration_s: float, events: int = 1_000_000) -> Result:
     """The Kafka processor draining a pre-filled topic, against a bare consumer on the same broker."""
     from logpipe.processing.config import ProcessorConfig
     from logpipe.processing.kafka_processor import KafkaProcessor

@@ -218,8 +218,7 @@ class KafkaProcessor:
                     kind, stamp_ms = messages[-1].timestamp()
                     if kind != TIMESTAMP_NOT_AVAILABLE:
                         metrics.KAFKA_RECORD_AGE_SECONDS.observe(max(0.0, time.time() - stamp_ms / 1000))
-                if len(self.polled) >= self.config.batch_max_rows or (
-                        self.polled and time.monotonic() - self.opened_at >= self.config.flush_interval_s):
+                if self._due(caught_up=not messages):
                     self.flush()
             self.flush()
             self._sealed.join()
@@ -231,6 +230,16 @@ class KafkaProcessor:
             metrics.COMPONENT_UP.labels(component=COMPONENT).set(0)
             self.consumer.close()
             self.dlq.close()
+
+    def _due(self, caught_up: bool) -> bool:
+        """Full, or old enough; or, once a poll comes back empty (nothing more to read for now), a
+        fifth of that age, so the tail of a burst is not held back a whole interval while inserts
+        stay at a few per second when traffic is low."""
+        if not self.polled:
+            return False
+        age = time.monotonic() - self.opened_at
+        return (len(self.polled) >= self.config.batch_max_rows or age >= self.config.flush_interval_s
+                or (caught_up and age >= self.config.flush_interval_s / 5))
 
     def stop(self) -> None:
         self._stop.set()
