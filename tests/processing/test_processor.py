@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from logpipe.config import Settings
 from logpipe.metrics import REGISTRY
@@ -17,42 +20,46 @@ def _normalize_calls() -> float:
     return REGISTRY.get_sample_value("logpipe_normalize_seconds_count", {"component": "processor"}) or 0.0
 
 
-def test_queued_requests_are_normalized_in_one_call_and_each_gets_its_own_answer(store_dir):
+@pytest.fixture
+def paused(store_dir) -> Iterator[Pipeline]:
+    """An embedded pipeline whose processor takes nothing until resumed, so requests queue up."""
     settings = Settings(data_dir=store_dir, clickhouse_database=f"co_{uuid.uuid4().hex[:8]}", sim_enabled=False)
     pipeline = Pipeline(settings)
     pipeline.start()
+    pipeline.processor.pause()
     try:
-        pipeline.processor.pause()
-        payloads = [GOOD + b"\n" + GOOD + b"\n" + GOOD + b"\n",
-                    b"\n".join([GOOD, NOT_JSON, GOOD, BAD_TS]) + b"\n",
-                    GOOD + b"\n\n" + GOOD]  # a blank line is not a record
-        futures = [pipeline.submit(payload, count) for payload, count in zip(payloads, (3, 4, 2), strict=True)]
-        calls_before = _normalize_calls()
-        pipeline.processor.resume()
-        answers = [future.result(timeout=30) for future in futures]
-        assert _normalize_calls() - calls_before == 1
-        assert [(a.accepted, a.rejected) for a in answers] == [(3, 0), (2, 2), (2, 0)]
-        assert [e["index"] for e in answers[1].errors] == [1, 3]  # positions within the sender's own payload
-        assert "ts" in answers[1].errors[1]["reason"]
-        database = settings.clickhouse_database
-        assert pipeline.store.scalar(f"SELECT count() FROM {database}.fact_log") == 7
-        assert pipeline.store.scalar(f"SELECT count() FROM {database}.dead_letter") == 2
+        yield pipeline
     finally:
         pipeline.stop()
 
 
-def test_counts_that_do_not_add_up_fall_back_to_one_normalization_per_request(store_dir):
-    settings = Settings(data_dir=store_dir, clickhouse_database=f"co_{uuid.uuid4().hex[:8]}", sim_enabled=False)
-    pipeline = Pipeline(settings)
-    pipeline.start()
-    try:
-        pipeline.processor.pause()
-        # the second sender claims three records but sends two: the joined count would not match
-        futures = [pipeline.submit(GOOD + b"\n" + BAD_TS + b"\n", 2), pipeline.submit(GOOD + b"\n" + GOOD + b"\n", 3)]
-        pipeline.processor.resume()
-        answers = [future.result(timeout=30) for future in futures]
-        assert [(a.accepted, a.rejected) for a in answers] == [(1, 1), (2, 0)]
-        assert answers[0].errors[0]["index"] == 1
-        assert pipeline.store.scalar(f"SELECT count() FROM {settings.clickhouse_database}.fact_log") == 3
-    finally:
-        pipeline.stop()
+def _count(pipeline: Pipeline, table: str) -> int:
+    return pipeline.store.scalar(f"SELECT count() FROM {pipeline.settings.clickhouse_database}.{table}")
+
+
+def test_queued_requests_are_normalized_in_one_call_and_each_gets_its_own_answer(paused: Pipeline):
+    pipeline = paused
+    payloads = [GOOD + b"\n" + GOOD + b"\n" + GOOD + b"\n",
+                b"\n".join([GOOD, NOT_JSON, GOOD, BAD_TS]) + b"\n",
+                GOOD + b"\n\n" + GOOD]  # a blank line is not a record
+    futures = [pipeline.submit(payload, count) for payload, count in zip(payloads, (3, 4, 2), strict=True)]
+    calls_before = _normalize_calls()
+    pipeline.processor.resume()
+    answers = [future.result(timeout=30) for future in futures]
+    assert _normalize_calls() - calls_before == 1
+    assert [(a.accepted, a.rejected) for a in answers] == [(3, 0), (2, 2), (2, 0)]
+    assert [e["index"] for e in answers[1].errors] == [1, 3]  # positions within the sender's own payload
+    assert "ts" in answers[1].errors[1]["reason"]
+    assert _count(pipeline, "fact_log") == 7
+    assert _count(pipeline, "dead_letter") == 2
+
+
+def test_counts_that_do_not_add_up_fall_back_to_one_normalization_per_request(paused: Pipeline):
+    pipeline = paused
+    # the second sender claims three records but sends two: the joined count would not match
+    futures = [pipeline.submit(GOOD + b"\n" + BAD_TS + b"\n", 2), pipeline.submit(GOOD + b"\n" + GOOD + b"\n", 3)]
+    pipeline.processor.resume()
+    answers = [future.result(timeout=30) for future in futures]
+    assert [(a.accepted, a.rejected) for a in answers] == [(1, 1), (2, 0)]
+    assert answers[0].errors[0]["index"] == 1
+    assert _count(pipeline, "fact_log") == 3
