@@ -20,6 +20,7 @@ def test_a_fixed_rate_scenario_reports_rates_freshness_memory_and_components(tmp
     assert result["freshness_samples"] >= 8  # markers every 0.25 s, each found by a query
     assert 0 < result["freshness_p50_s"] <= result["freshness_p95_s"] <= result["freshness_p99_s"]
     assert [s["stage"] for s in result["stages"]] == ["generated", "serialized (JSON)", "normalized", "inserted"]
+    assert all(s["mb_per_s"] > 0 for s in result["stages"])  # events/s and MB/s for every stage
     inserted = result["stages"][-1]
     assert inserted["ceiling_per_s"] > inserted["events_per_s"] and 0 < inserted["ratio_of_ceiling"] < 1
     components = {c["component"]: c["cpu_s"] for c in result["components"]}

@@ -96,6 +96,10 @@ class Result:
         }
 
 
+def _bytes(component: str) -> float:
+    return metrics.counter_value(metrics.BYTES_RECEIVED, component)
+
+
 def _bottleneck(growing: list[str], busiest: dict[str, Any] | None, components: list[dict[str, Any]]) -> str | None:
     """A growing input queue names its stage; else, when the machine's cores are all busy, the component
     using most of them; else the stage busy for the largest share of the run."""
@@ -156,6 +160,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
         while not stop.is_set():
             now = time.time()
             table = generate.timed(chunk, generator.generate, chunk, now - 0.05, now)
+            generate.bytes += table.nbytes  # Arrow
             payload = encode.timed(chunk, encode_ndjson, table)
             encode.bytes += len(payload)
             if rate is not None and time.perf_counter() >= next_marker:
@@ -198,6 +203,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     threads = [threading.Thread(target=offer, name="logpipe-generator"), threading.Thread(target=watch_markers)]
     started = time.perf_counter()
     inserted_before = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
+    bytes_before = {name: _bytes(name) for name in ("processor", "clickhouse_sink")}
     for thread in threads:
         thread.start()
     time.sleep(duration_s)
@@ -210,8 +216,11 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     processor.stop()
     write = metrics.WRITE_SECONDS.labels(component="clickhouse_sink")._sum.get()
     normalize_busy = metrics.NORMALIZE_SECONDS.labels(component="processor")._sum.get()
-    result.stages = [generate, encode, Stage("normalized", int(inserted), 0, normalize_busy),
-                     Stage("inserted", int(inserted), 0, write)]
+    result.stages = [generate, encode,
+                     Stage("normalized", int(inserted), int(_bytes("processor") - bytes_before["processor"]),
+                           normalize_busy),
+                     Stage("inserted", int(inserted), int(_bytes("clickhouse_sink") - bytes_before["clickhouse_sink"]),
+                           write)]
     result.freshness = [seen[m] - sent for m, sent in markers.items() if m in seen]
     half = len(queue_samples) // 2
     if half:
@@ -406,14 +415,19 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
     if kafka:
         result.stages.append(Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer"))))
         result.stages.append(Stage("consumed", int(_delta(before, after, "logpipe_events_received_total",
-                                                          "kafka_processor"))))
+                                                          "kafka_processor")),
+                                   int(_delta(before, after, "logpipe_bytes_received_total", "kafka_processor"))))
+        result.stages[-2].bytes = result.stages[0].bytes  # what was accepted is what was produced
     if kafka:
         produced, consumed = result.stages[1].events, result.stages[2].events
         result.queue_growth["consumed"] = (produced - consumed) / max(consumed, 1)  # the topics' lag grows
+    received = "logpipe_bytes_received_total"
     result.stages += [
-        Stage("normalized", int(_delta(before, after, events, processor)), 0,
+        Stage("normalized", int(_delta(before, after, events, processor)),
+              int(_delta(before, after, received, processor)),
               _delta(before, after, "logpipe_normalize_seconds_sum", processor)),
-        Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")), 0,
+        Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")),
+              int(_delta(before, after, received, "clickhouse_sink")),
               _delta(before, after, "logpipe_write_seconds_sum", "clickhouse_sink"))]
     result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, "
                         f"{f'{rate:,.0f} ev/s offered' if rate else 'as fast as answered'}, NDJSON batches of {batch}, "
@@ -538,10 +552,10 @@ def drain_embedded(duration_s: float, events: int = 1_000_000) -> Result:
         inserted = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
         result = Result("drain-embedded", elapsed, usage=usage)
         consumed = int(metrics.counter_value(metrics.EVENTS_RECEIVED, "kafka_processor"))
-        result.stages = [Stage("consumed", consumed),
-                         Stage("normalized", consumed, 0, metrics.NORMALIZE_SECONDS.labels(
+        result.stages = [Stage("consumed", consumed, int(_bytes("kafka_processor"))),
+                         Stage("normalized", consumed, int(_bytes("kafka_processor")), metrics.NORMALIZE_SECONDS.labels(
                              component="kafka_processor")._sum.get()),
-                         Stage("inserted", int(inserted), 0, metrics.WRITE_SECONDS.labels(
+                         Stage("inserted", int(inserted), int(_bytes("clickhouse_sink")), metrics.WRITE_SECONDS.labels(
                              component="clickhouse_sink")._sum.get())]
         result.ceilings = {"consumed": ceiling, "inserted": ceiling}
         result.notes.append(f"{events:,} events pre-filled at {produced_per_s:,.0f} ev/s; the bare librdkafka "

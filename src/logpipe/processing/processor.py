@@ -293,6 +293,7 @@ class Processor:
         provenance = parts[0].provenance
         events = sum(part.events for part in parts)
         metrics.EVENTS_RECEIVED.labels(component="processor").inc(events)
+        metrics.BYTES_RECEIVED.labels(component="processor").inc(sum(len(part.payload) for part in parts))
         payload = parts[0].payload if len(parts) == 1 else b"".join(
             p.payload if p.payload.endswith(b"\n") else p.payload + b"\n" for p in parts)
         try:

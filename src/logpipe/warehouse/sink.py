@@ -32,6 +32,7 @@ class ClickHouseSink:
         metrics.WRITE_SECONDS.labels(component=self.name).observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.labels(component=self.name).observe(batch.num_rows)
         metrics.EVENTS_SENT.labels(component=self.name).inc(batch.num_rows)
+        metrics.BYTES_RECEIVED.labels(component=self.name).inc(batch.nbytes)  # Arrow bytes written
 
 
 def fact_sink(store: Store) -> ClickHouseSink:
