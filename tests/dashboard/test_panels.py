@@ -77,7 +77,8 @@ def test_the_incident_shows_in_the_error_rate_and_top_error_endpoints(seeded):
     _, rows = _run(store, by_id["error_rate"], window)
     payment = [(t, v) for t, series, v in rows if series == "payment 5xx"]
     before = [v for t, v in payment if t.replace(tzinfo=UTC).timestamp() < now - 900]
-    during = [v for t, v in payment if t.replace(tzinfo=UTC).timestamp() >= now - 540]
+    # the bucket holding `now` is partial: a handful of requests can give any rate
+    during = [v for t, v in payment if now - 540 <= t.replace(tzinfo=UTC).timestamp() <= now - 120]
     assert max(before) < 20 and min(during) > 40  # percent of requests
     _, top = _run(store, by_id["error_endpoints"], window)
     assert top[0][0] == "payment"
