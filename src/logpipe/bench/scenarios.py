@@ -408,20 +408,17 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
     finally:
         if broker is not None:
             stop_local_broker(broker)
-    events = "logpipe_events_sent_total"
+    events, received = "logpipe_events_sent_total", "logpipe_bytes_received_total"
     processor = "kafka_processor" if kafka else "processor"
-    result.stages = [Stage("accepted by the gateway", sum(o["accepted"] for o in outputs),
-                           sum(o["bytes"] for o in outputs))]
+    accepted = Stage("accepted by the gateway", sum(o["accepted"] for o in outputs), sum(o["bytes"] for o in outputs))
+    result.stages = [accepted]
     if kafka:
-        result.stages.append(Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer"))))
-        result.stages.append(Stage("consumed", int(_delta(before, after, "logpipe_events_received_total",
-                                                          "kafka_processor")),
-                                   int(_delta(before, after, "logpipe_bytes_received_total", "kafka_processor"))))
-        result.stages[-2].bytes = result.stages[0].bytes  # what was accepted is what was produced
-    if kafka:
-        produced, consumed = result.stages[1].events, result.stages[2].events
-        result.queue_growth["consumed"] = (produced - consumed) / max(consumed, 1)  # the topics' lag grows
-    received = "logpipe_bytes_received_total"
+        # the accepted lines are what is produced, one message each
+        produced = Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer")), accepted.bytes)
+        consumed = Stage("consumed", int(_delta(before, after, "logpipe_events_received_total", "kafka_processor")),
+                         int(_delta(before, after, received, "kafka_processor")))
+        result.stages += [produced, consumed]
+        result.queue_growth["consumed"] = (produced.events - consumed.events) / max(consumed.events, 1)  # lag grows
     result.stages += [
         Stage("normalized", int(_delta(before, after, events, processor)),
               int(_delta(before, after, received, processor)),
@@ -499,14 +496,14 @@ def _kafka_ceilings(bootstrap: str, events: int) -> dict[str, float]:
 
 
 def _bare_consumer_rate(config, events: int) -> float:
-    """The ceiling: librdkafka reading the same topics, doing nothing with the messages."""
+    """The ceiling: librdkafka with the processor's consumer settings reading the same topics, doing
+    nothing with the messages."""
     from confluent_kafka import Consumer
 
+    from logpipe.transport.kafka import consumer_settings
     from logpipe.transport.topics import subscription_pattern
 
-    consumer = Consumer(config.client(**{"group.id": f"ceiling-{time.time_ns()}", "auto.offset.reset": "earliest",
-                                         "enable.auto.commit": False, "fetch.wait.max.ms": 100,
-                                         "max.partition.fetch.bytes": 10 * 1024 * 1024}))
+    consumer = Consumer(config.client(**consumer_settings(f"ceiling-{time.time_ns()}")))
     consumer.subscribe([subscription_pattern(config.topic_prefix)])
     count, started, idle_since = 0, None, time.perf_counter()
     while count < events and time.perf_counter() - idle_since < 30:

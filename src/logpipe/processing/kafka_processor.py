@@ -39,8 +39,8 @@ from confluent_kafka import (
 from logpipe import metrics
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.normalize import normalize_messages
-from logpipe.processing.processor import Checkpoint, PendingBatch, record_freshness
-from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
+from logpipe.processing.processor import Checkpoint, Committer, PendingBatch, record_freshness
+from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
 from logpipe.transport.topics import dlq_topic, subscription_pattern
 from logpipe.warehouse.store import Store, StoreError
 
@@ -140,12 +140,7 @@ class KafkaProcessor:
         self.kafka = kafka
         self.store = store
         self.config = config
-        self.consumer = Consumer(kafka.client(**{
-            "group.id": kafka.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500, "topic.metadata.refresh.interval.ms": 2000,
-            "fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 10 * 1024 * 1024,
-        }))
+        self.consumer = Consumer(kafka.client(**consumer_settings(kafka.group_id)))
         self.dlq = KafkaProducerTransport(kafka, component="dlq_producer")
         self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq,
                                           dlq_name=dlq_topic(kafka.topic_prefix))
@@ -153,7 +148,7 @@ class KafkaProcessor:
         self.opened_at = 0.0
         self._stop = threading.Event()
         self.exceptions = 0
-        self._sealed: queue.Queue[SealedBatch | None] = queue.Queue(maxsize=1)
+        self._committer: Committer | None = None
         self._written: queue.Queue[list[TopicPartition]] = queue.Queue()  # offsets to commit, in order
         self._commit_failure: BaseException | None = None
         metrics.register_component(COMPONENT)
@@ -180,7 +175,7 @@ class KafkaProcessor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # flush and commit what is done for these partitions before giving them up
         self.flush()
-        self._sealed.join()
+        self._committer.drain()
         self._commit_written()
         consumer.incremental_unassign(partitions)
         log.info("revoked %s after committing what was done", [(tp.topic, tp.partition) for tp in partitions])
@@ -198,8 +193,7 @@ class KafkaProcessor:
         self.consumer.subscribe([subscription_pattern(self.kafka.topic_prefix)],
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         metrics.COMPONENT_UP.labels(component=COMPONENT).set(1)
-        committer = threading.Thread(target=self._commit_sealed, name="logpipe-kafka-committer", daemon=True)
-        committer.start()
+        self._committer = Committer("logpipe-kafka-committer", self._write_sealed).start()
         try:
             while not self._stop.is_set():
                 self._raise_commit_failure()
@@ -221,12 +215,12 @@ class KafkaProcessor:
                 if self._due(caught_up=not messages):
                     self.flush()
             self.flush()
-            self._sealed.join()
+            self._committer.drain()
             self._raise_commit_failure()
             self._commit_written()
         finally:
-            self._sealed.put(None)
-            committer.join(60)
+            self._committer.close()
+            self._committer.join(60)
             metrics.COMPONENT_UP.labels(component=COMPONENT).set(0)
             self.consumer.close()
             self.dlq.close()
@@ -267,25 +261,21 @@ class KafkaProcessor:
         metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(normalized.bad))
         dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
         self._raise_commit_failure()
-        self._sealed.put(SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages))
+        self._committer.put(SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages))
 
-    def _commit_sealed(self) -> None:
-        """The committer thread: writes sealed batches in order; after a failure it writes none (a later
-        batch's offsets would acknowledge the failed one's) and the consumer thread raises it."""
-        metrics.name_os_thread()
-        while (sealed := self._sealed.get()) is not None:
-            try:
-                if self._commit_failure is None:
-                    self.checkpoint.write(sealed.batch, sealed.tokens, sealed.dead_token, sealed.dlq_messages)
-                    self._written.put(sealed.next_offsets)
-            except Exception as exc:  # handed to the consumer thread, which raises it
-                if isinstance(exc, StoreError):
-                    self.exceptions += 1
-                    metrics.PROCESSOR_EXCEPTIONS.inc()
-                self._commit_failure = exc
-            finally:
-                self._sealed.task_done()
-        self._sealed.task_done()
+    def _write_sealed(self, sealed: SealedBatch) -> None:
+        """On the committer thread, in order; after a failure it writes none (a later batch's offsets
+        would acknowledge the failed one's) and the consumer thread raises it."""
+        if self._commit_failure is not None:
+            return
+        try:
+            self.checkpoint.write(sealed.batch, sealed.tokens, sealed.dead_token, sealed.dlq_messages)
+            self._written.put(sealed.next_offsets)
+        except Exception as exc:  # handed to the consumer thread, which raises it
+            if isinstance(exc, StoreError):
+                self.exceptions += 1
+                metrics.PROCESSOR_EXCEPTIONS.inc()
+            self._commit_failure = exc
 
     def _commit_written(self) -> None:
         while not self._written.empty():

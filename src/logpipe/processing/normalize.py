@@ -358,12 +358,12 @@ class NormalizedPartitions:
         return ",".join(f"{topic}:{partition}:{first}-{last}" for topic, partition, first, last in self.ranges)
 
     def dlq_headers(self, record: BadRecord) -> list[tuple[str, bytes]]:
-        origin = self.provenance
-        topic = origin.topics[record.index].as_py() if origin.topics is not None else origin.topic
-        partition = origin.partitions[record.index] if origin.partitions is not None else origin.partition
+        at = np.array([record.index])
+        topic = self.provenance.topic_column(at)[0].as_py()
+        partition = int(self.provenance.partition_column(at)[0])
         return [("error", record.reason.encode()), ("origin_topic", topic.encode()),
-                ("origin_partition", str(int(partition)).encode()),
-                ("origin_offset", str(int(origin.offsets[record.index])).encode())]
+                ("origin_partition", str(partition).encode()),
+                ("origin_offset", str(int(self.provenance.offsets[record.index])).encode())]
 
 
 EMPTY_MESSAGE = b'"empty message"'

@@ -15,8 +15,10 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -143,25 +145,64 @@ def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
     return dead_letter_table(records, Provenance("processor"))
 
 
+class Committer:
+    """Runs ``commit`` on each sealed batch on a thread of its own, in the order they are handed
+    over, while the caller prepares the next; at most one waits, so a slow store holds the caller
+    back instead of piling batches up in memory. Both processors commit through one."""
+
+    _CLOSE = object()
+
+    def __init__(self, name: str, commit: Callable[[Any], None]):
+        self._commit = commit
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Committer:
+        self._thread.start()
+        return self
+
+    def put(self, sealed: Any) -> None:
+        self._queue.put(sealed)
+
+    def drain(self) -> None:
+        """Return once every batch handed over is committed."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Commit what was handed over, then end the thread."""
+        self._queue.put(self._CLOSE)
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        metrics.name_os_thread()
+        while (sealed := self._queue.get()) is not self._CLOSE:
+            try:
+                self._commit(sealed)
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+
 COALESCE_MAX_EVENTS = 200_000
 
 
 def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord],
                       records: int) -> list[tuple[Envelope, IngestResult]]:
     """Each sender's accepted and rejected counts and reasons, with record positions within its own
-    payload, from the normalization of the parts joined in order."""
-    if len(parts) == 1:
-        errors = [{"index": r.index, "reason": r.reason} for r in dead_records[:MAX_ERRORS_REPORTED]]
-        return [(parts[0], IngestResult(records - len(dead_records), len(dead_records), errors))]
+    payload, from the normalization of the parts joined in order (one part: what was read counts,
+    more: their record counts add up to it)."""
+    sizes = [records] if len(parts) == 1 else [part.events for part in parts]
     results, start, bad = [], 0, 0
-    for part in parts:
-        end = start + part.events
+    for part, size in zip(parts, sizes, strict=True):
+        end = start + size
         mine = []
         while bad < len(dead_records) and dead_records[bad].index < end:
             mine.append(dead_records[bad])
             bad += 1
         errors = [{"index": r.index - start, "reason": r.reason} for r in mine[:MAX_ERRORS_REPORTED]]
-        results.append((part, IngestResult(part.events - len(mine), len(mine), errors)))
+        results.append((part, IngestResult(size - len(mine), len(mine), errors)))
         start = end
     return results
 
@@ -176,15 +217,13 @@ class Processor:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._idle = threading.Event()  # set while the loop honours a pause
-        self._sealed: queue.Queue[tuple[PendingBatch, float | None] | None] = queue.Queue(maxsize=1)
-        self._committer: threading.Thread | None = None
+        self._committer: Committer | None = None
         self.exceptions = 0
         metrics.register_component("processor")
 
     def start(self) -> None:
         self._stop.clear()
-        self._committer = threading.Thread(target=self._commit_sealed, name="logpipe-committer", daemon=True)
-        self._committer.start()
+        self._committer = Committer("logpipe-committer", self._commit_sealed).start()
         self._thread = threading.Thread(target=self._run, name="logpipe-processor", daemon=True)
         self._thread.start()
         metrics.COMPONENT_UP.labels(component="processor").set(1)
@@ -237,7 +276,7 @@ class Processor:
                 self._commit()
         if not self.pending.empty:
             self._commit(give_up_after_s=10.0)
-        self._sealed.put(None)
+        self._committer.close()
 
     def _coalesce(self, first: Envelope) -> tuple[list[Envelope], Envelope | None]:
         """Queued payloads of one source, to be normalized in one call: the cost per call is mostly
@@ -276,18 +315,16 @@ class Processor:
         elif batch.acks:
             # Someone is waiting: fail them within their timeout rather than hold them forever.
             give_up_at = time.monotonic() + 20.0
-        self._sealed.put((batch, give_up_at))
+        self._committer.put((batch, give_up_at))
 
-    def _commit_sealed(self) -> None:
-        metrics.name_os_thread()
-        while (sealed := self._sealed.get()) is not None:
-            batch, give_up_at = sealed
-            try:
-                self.checkpoint.commit(batch, give_up_at)
-            except StoreError as exc:
-                self.exceptions += 1
-                metrics.PROCESSOR_EXCEPTIONS.inc()
-                log.error("batch not written: %s", exc)
+    def _commit_sealed(self, sealed: tuple[PendingBatch, float | None]) -> None:
+        batch, give_up_at = sealed
+        try:
+            self.checkpoint.commit(batch, give_up_at)
+        except StoreError as exc:
+            self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
+            log.error("batch not written: %s", exc)
 
     def _process(self, parts: list[Envelope]) -> None:
         provenance = parts[0].provenance

@@ -79,6 +79,15 @@ def producer_settings(config: KafkaConfig, queue_capacity: int = 500_000) -> dic
             "delivery.timeout.ms": config.delivery_timeout_ms}
 
 
+def consumer_settings(group_id: str) -> dict[str, object]:
+    """librdkafka settings of the processor's consumer: offsets committed by hand after the insert,
+    cooperative rebalancing, quick to notice a dead member, large fetches."""
+    return {"group.id": group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500, "topic.metadata.refresh.interval.ms": 2000,
+            "fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 10 * 1024 * 1024}
+
+
 class DeliveryFailed(Exception):
     pass
 

@@ -68,27 +68,21 @@ def encode_ndjson(table: pa.Table) -> bytes:
     if table.num_rows == 0:
         return b""
     parts: list[pa.Array | str] = []
-    literal = ""  # text between two columns, joined so the row join has fewer pieces
-
-    def add(text: str, column: pa.Array) -> None:
-        nonlocal literal
-        parts.extend([literal + text, column])
-        literal = ""
-
+    literal = "{"  # the text up to the next column, in one piece so the row join has fewer
     for f in WIRE_FIELDS:
         if f.name not in table.column_names:
             continue
         column = table.column(f.name).combine_chunks()
-        prefix = ("{" if not parts else literal + ",") + f'"{f.name}":'
-        literal = ""
+        literal += ("," if parts else "") + f'"{f.name}":'
         if f.wire is Wire.TIMESTAMP:
-            add(prefix + '"', _iso_millis(column))
+            parts += [literal + '"', _iso_millis(column)]
             literal = 'Z"'
         elif f.wire is Wire.STRING:
-            add(prefix + '"', _json_string(column))
+            parts += [literal + '"', _json_string(column)]
             literal = '"'
         else:
-            add(prefix, pc.cast(pc.fill_null(column, 0), pa.string()))
+            parts += [literal, pc.cast(pc.fill_null(column, 0), pa.string())]
+            literal = ""
     parts.append(literal + "}\n")
     lines = pc.binary_join_element_wise(*parts, "")
     # Every line ends in a newline, so the concatenated values are the NDJSON document.
