@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from logpipe.config import Settings, config_table
+from logpipe.memory import configure_allocators
 
 app = typer.Typer(help="logpipe: log ETL and monitoring pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,6 +29,12 @@ grafana_app = typer.Typer(help="Grafana provisioning.", no_args_is_help=True)
 app.add_typer(grafana_app, name="grafana")
 GRAFANA_DASHBOARD = Path("deploy/grafana/dashboards/logpipe.json")
 console = Console(stderr=True)
+
+
+@app.callback()
+def _process_setup() -> None:
+    """Runs before every command."""
+    configure_allocators()
 
 
 def _settings(**overrides: object) -> Settings:

@@ -26,6 +26,7 @@ import pyarrow as pa
 from logpipe import metrics
 from logpipe.bench.resources import ResourceMonitor, Usage, children
 from logpipe.events import Provenance
+from logpipe.memory import configure_allocators
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
@@ -629,5 +630,6 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
 
 
 if __name__ == "__main__":
+    configure_allocators()
     scenario, duration = sys.argv[1], float(sys.argv[2])
     sys.stdout.write(json.dumps(SCENARIOS[scenario](duration).as_json(), default=float) + "\n")
