@@ -37,6 +37,8 @@ def configure_allocators() -> dict[str, object]:
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         pa.set_memory_pool(pa.system_memory_pool())
     applied["arrow_pool"] = pa.default_memory_pool().backend_name
+    if applied["arrow_pool"] == "jemalloc":
+        pa.jemalloc_set_decay_ms(0)  # free pages go back at once, not after jemalloc's default 1 s
     mallopt = _glibc_mallopt()
     if mallopt is not None:
         if "MALLOC_MMAP_THRESHOLD_" not in os.environ and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):

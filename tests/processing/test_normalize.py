@@ -154,3 +154,26 @@ def test_partitions_normalized_together_give_each_row_and_dead_letter_its_own_or
     same = pa.concat_tables([a.facts for a in alone])
     for name in ("event_id", "ts", "service", "topic", "partition", "offset"):
         assert same.column(name).to_pylist() == facts.column(name).to_pylist(), name
+
+
+@pytest.mark.parametrize(("awkward", "fact_offsets", "bad_positions"), [
+    ([], [100], [1]),
+    ([b""], [100], [1, 2]),  # empty message
+    ([None], [100], [1, 2]),  # tombstone
+    ([b'{"ts": "2030-01-01T00:00:03.000Z",\n "service": "auth"}'], [100, 101], [2]),  # printed over two lines
+    ([b"   "], [100], [1, 2]),  # whitespace only
+])
+def test_polled_bytes_and_an_arrow_column_give_the_same_rows(awkward, fact_offsets, bad_positions):
+    """The Kafka processor hands over the values as polled (bytes), the Spark job as an Arrow column;
+    both are one record per message, whatever the message holds."""
+    values = [b'{"ts": "2030-01-01T00:00:00.000Z", "service": "auth"}', *awkward,
+              b'{"ts": "2030-01-01T00:00:01.000Z", "service": "pay", "status": "oops"}']
+    n = len(values)
+    topics, partitions, offsets = pa.array(["logs.auth"] * n), np.zeros(n), np.arange(100, 100 + n)
+    polled = normalize_messages(topics, partitions, offsets, values)
+    column = normalize_messages(topics, partitions, offsets, pa.array(values, pa.binary()))
+    assert polled.facts.drop_columns(["ingest_ts"]).equals(column.facts.drop_columns(["ingest_ts"]))
+    assert [(b.index, b.reason) for b in polled.bad] == [(b.index, b.reason) for b in column.bad]
+    assert polled.facts.column("offset").to_pylist() == fact_offsets
+    assert [b.index for b in polled.bad] == bad_positions
+    assert polled.dead_letters.column("offset").to_pylist() == [100 + p for p in bad_positions]

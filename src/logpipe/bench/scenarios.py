@@ -9,6 +9,7 @@ insert of the same batches) are measured in the same run, so stages read as rati
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 import sys
@@ -16,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -496,6 +498,18 @@ def _kafka_ceilings(bootstrap: str, events: int) -> dict[str, float]:
     return {"produced to Kafka": producer_rate, "consumed": _bare_consumer_rate(config, count)}
 
 
+def _prefill_and_measure_ceiling(bootstrap: str, events: int) -> tuple[Any, float, float]:
+    config, produced_per_s = _prefill(bootstrap, events)
+    return config, produced_per_s, _bare_consumer_rate(config, events)
+
+
+def _prefilled_with_ceiling(bootstrap: str, events: int) -> tuple[Any, float, float]:
+    """Pre-fill topics and measure the bare consumer on them in a helper process, so the memory
+    their producer and consumer held is not counted against the drain that follows."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
+        return helper.submit(_prefill_and_measure_ceiling, bootstrap, events).result()
+
+
 def _bare_consumer_rate(config, events: int) -> float:
     """The ceiling: librdkafka with the processor's consumer settings reading the same topics, doing
     nothing with the messages."""
@@ -520,17 +534,16 @@ def _bare_consumer_rate(config, events: int) -> float:
 
 def drain_embedded(duration_s: float, events: int = 1_000_000) -> Result:
     """The Kafka processor draining a pre-filled topic, against a bare consumer on the same broker."""
-    from logpipe.processing.config import ProcessorConfig
+    from logpipe.config import Settings
     from logpipe.processing.kafka_processor import KafkaProcessor
     from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 
     bootstrap, broker = _broker()
     try:
-        config, produced_per_s = _prefill(bootstrap, events)
-        ceiling = _bare_consumer_rate(config, events)
+        config, produced_per_s, ceiling = _prefilled_with_ceiling(bootstrap, events)
         store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-drain-")))
         processor = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
-                                   ProcessorConfig(batch_max_rows=200_000, flush_interval_s=1.0))
+                                   Settings().processor())  # what `logpipe process` runs with
         thread = threading.Thread(target=processor.run, name="logpipe-kafka-processor")
         monitor = ResourceMonitor()
         monitor.watch("logpipe process", os.getpid())
@@ -574,8 +587,7 @@ def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100
     start-up (reported apart) do not count against it."""
     bootstrap, broker = _broker()
     try:
-        config, produced_per_s = _prefill(bootstrap, events)
-        ceiling = _bare_consumer_rate(config, events)
+        config, produced_per_s, ceiling = _prefilled_with_ceiling(bootstrap, events)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix,

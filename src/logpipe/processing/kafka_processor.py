@@ -243,11 +243,10 @@ class KafkaProcessor:
         if not self.polled:
             return
         polled, self.polled = self.polled, Polled()
-        values = pa.array(polled.values, pa.binary())
-        metrics.BYTES_RECEIVED.labels(component=COMPONENT).inc(values.nbytes)
         with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
             normalized = normalize_messages(pa.array(polled.topics, pa.string()), np.array(polled.partitions),
-                                            np.array(polled.offsets), values)
+                                            np.array(polled.offsets), polled.values)
+        metrics.BYTES_RECEIVED.labels(component=COMPONENT).inc(normalized.payload_bytes)
         pending = PendingBatch()
         if normalized.bad:
             pending.dead_letters.append(normalized.dead_letters)

@@ -351,6 +351,7 @@ class NormalizedPartitions:
     facts: pa.Table
     bad: list[BadRecord]
     dead_letters: pa.Table
+    payload_bytes: int  # the values as one NDJSON document: what the MB/s of the processor count
 
     @property
     def token(self) -> str:
@@ -380,28 +381,56 @@ def _ndjson_body(values: pa.Array) -> bytes:
     return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
 
 
-def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray, values: pa.Array,
-                       now_ms: int | None = None) -> NormalizedPartitions:
+def _one_line_each(values: pa.Array | list[bytes | None]) -> bytes | None:
+    """The NDJSON document of values that are each one non-empty line, as nearly all are; None when
+    some value is empty, missing or holds a newline, which the general path rewrites first."""
+    if isinstance(values, list):
+        try:
+            body = b"\n".join([*values, b""])  # one exact-size copy, straight from the polled bytes
+        except TypeError:  # a missing value (None)
+            return None
+        plain = body.count(b"\n") == len(values) and b"\n\n" not in body and not body.startswith(b"\n")
+        return body if plain else None
+    values = pc.cast(values, pa.binary())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.null_count or (len(values) and pc.min(pc.binary_length(values)).as_py() == 0):
+        return None
+    data = values.buffers()[2]
+    if data is not None and (np.frombuffer(data, dtype=np.uint8) == 0x0A).any():
+        return None
+    return _ndjson_body(values)
+
+
+def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray,
+                       values: pa.Array | list[bytes | None], now_ms: int | None = None) -> NormalizedPartitions:
     """Kafka messages (their topic, partition, offset and value, one event per value; each
     partition's in offset order, partitions interleaved as polled) to fact rows and dead letters, in
     one normalization: its cost is mostly per call, so one for a poll's 20-odd partitions, not one each.
 
-    The embedded processor and the Spark job both call this, so they agree row for row. A value
-    is one JSON line on the wire; one holding newlines or nothing still counts as one record.
+    The embedded processor (values as polled, Python bytes) and the Spark job (an Arrow column) both
+    call this, so they agree row for row. A value is one JSON line on the wire; one holding newlines
+    or nothing still counts as one record.
     """
     topics = pc.cast(topics, pa.string())
     partitions = np.asarray(partitions, dtype=np.int32)
     offsets = np.asarray(offsets, dtype=np.int64)
-    values = pc.fill_null(pc.cast(values, pa.binary()), b"")
-    values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
-    values = pc.replace_substring(values, b"\n", b" ")
     provenance = Provenance("kafka", offsets=offsets, topics=topics, partitions=partitions)
-    normalized = normalize_ndjson(_ndjson_body(values), provenance, now_ms)
-    if normalized.record_count != len(values):  # e.g. a whitespace-only value, which NDJSON skips
-        fixed = [v if v.strip() else EMPTY_MESSAGE for v in values.to_pylist()]
+    body = _one_line_each(values)
+    if body is None:
+        if isinstance(values, list):
+            values = pa.array(values, pa.binary())
+        values = pc.fill_null(pc.cast(values, pa.binary()), b"")
+        values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
+        body = _ndjson_body(pc.replace_substring(values, b"\n", b" "))
+    normalized = normalize_ndjson(body, provenance, now_ms)
+    if normalized.record_count != len(offsets):  # e.g. a whitespace-only value, which NDJSON skips
+        lines = body.split(b"\n")[:len(offsets)]
+        fixed = [line if line.strip() else EMPTY_MESSAGE for line in lines]
         normalized = normalize_ndjson(b"\n".join(fixed) + b"\n", provenance, now_ms)
     return NormalizedPartitions(_offset_ranges(topics, partitions, offsets), provenance, normalized.facts,
-                                normalized.dead_letters, dead_letter_table(normalized.dead_letters, provenance, now_ms))
+                                normalized.dead_letters, dead_letter_table(normalized.dead_letters, provenance, now_ms),
+                                len(body))
 
 
 def _offset_ranges(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray) -> list[tuple[str, int, int, int]]:
