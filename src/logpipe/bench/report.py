@@ -18,12 +18,14 @@ from rich.table import Table
 from logpipe.bench.scenarios import SCENARIOS
 
 TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
-    "embedded-max": [("inserted_per_s", ">=", 400_000), ("peak_rss_mb", "<=", 1024)],
+    "embedded-max": [("inserted_per_s", ">=", 400_000)],
     "embedded-50k": [("inserted_per_s", ">=", 47_500), ("freshness_p99_s", "<=", 1.0)],
     "kafka-20k": [("freshness_p99_s", "<=", 2.0)],
     "http-ingest": [("inserted_per_s", ">=", 100_000)],
     "drain-embedded": [("ratio_of_ceiling", ">=", 0.9)],
 }
+PEAK_RSS_TARGET = ("peak_rss_mb", "<=", 1024)  # at any offered load: every scenario but drain-spark,
+# whose JVM and Python workers size themselves (Spark's own memory settings)
 CLICKHOUSE_INSERT_TARGET = 1_000_000  # rows/s, the raw insert ceiling measured in the embedded scenarios
 
 def run(names: list[str], duration_s: float, out: Path, console: Console) -> list[dict[str, Any]]:
@@ -80,7 +82,8 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         verdicts = []
-        for key, op, goal in TARGETS.get(r["scenario"], []):
+        memory = [PEAK_RSS_TARGET] if r["scenario"] != "drain-spark" else []
+        for key, op, goal in TARGETS.get(r["scenario"], []) + memory:
             value = _inserted_ratio(r) if key == "ratio_of_ceiling" else r.get(key)
             met = value is not None and (value >= goal if op == ">=" else value <= goal)
             verdicts.append(f"{key} {op} {goal:,}: {'met' if met else 'NOT met'}")
