@@ -68,6 +68,19 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)
 
 
+def arrow_file(data: pa.Table) -> memoryview:
+    """The table as an Arrow IPC file (what ``insert_arrow`` sends), measured first and then written
+    once into a buffer of exactly its size: a growing buffer is copied every time it grows, and
+    the embedded backend would copy a pyarrow Buffer into bytes again before writing its temp file."""
+    measured = pa.MockOutputStream()
+    with pa.ipc.new_file(measured, data.schema) as writer:
+        writer.write_table(data)
+    buffer = pa.allocate_buffer(measured.size())
+    with pa.ipc.new_file(pa.FixedSizeBufferWriter(buffer), data.schema) as writer:
+        writer.write_table(data)
+    return memoryview(buffer)
+
+
 def wait_until_ready(ping: Callable[[], bool], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not ping():
@@ -141,7 +154,11 @@ class Store:
         settings = ({"insert_deduplication_token": token, "insert_deduplicate": 1,
                      "deduplicate_blocks_in_dependent_materialized_views": 1} if token else {})
         with self._session() as client:
-            client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
+            if client.write_compression in ("zstd", "lz4"):  # a server over the network: compressed IPC
+                client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
+            else:
+                client.raw_insert(f"{self.database}.{table}", data.schema.names, arrow_file(data),
+                                  settings=settings, fmt="Arrow")
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
         with self._session(readonly) as client:
