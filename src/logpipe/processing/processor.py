@@ -185,9 +185,6 @@ class Committer:
         self._queue.task_done()
 
 
-COALESCE_MAX_EVENTS = 200_000
-
-
 def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord],
                       records: int) -> list[tuple[Envelope, IngestResult]]:
     """Each sender's accepted and rejected counts and reasons, with record positions within its own
@@ -281,12 +278,13 @@ class Processor:
     def _coalesce(self, first: Envelope) -> tuple[list[Envelope], Envelope | None]:
         """Queued payloads of one source, to be normalized in one call: the cost per call is mostly
         fixed, so many small batches (HTTP requests of 1,000 events, simulator ticks) cost far more
-        than one big one. Returns them and, if one was taken that cannot join (Kafka offsets, another
-        source), that one."""
+        than one big one. At most about one batch's worth (``batch_max_rows``), which bounds the memory
+        a normalization takes. Returns them and, if one was taken that cannot join (Kafka offsets,
+        another source), that one."""
         if first.provenance.offsets is not None:
             return [first], None
         parts, events = [first], first.events
-        while events < COALESCE_MAX_EVENTS:
+        while events < self.config.batch_max_rows:
             following = self.channel.get(timeout=0)
             if following is None:
                 break
