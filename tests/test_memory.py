@@ -45,3 +45,15 @@ def test_freed_batches_are_returned_to_the_os():
     configured = _retained_mb("configured")
     assert configured < 40, f"{configured:.0f} MB still held after every batch was freed"
     assert configured < with_defaults / 2, (with_defaults, configured)
+
+
+def test_settings_are_applied_once_and_explicit_variables_win():
+    script = ("import os; os.environ['ARROW_DEFAULT_MEMORY_POOL'] = 'jemalloc'\n"
+              "from logpipe.memory import configure_allocators\n"
+              "first, second = configure_allocators(), configure_allocators()\n"
+              "print(first['arrow_pool'], first.get('malloc_mmap_threshold'), second)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    pool, threshold, again = done.stdout.split(maxsplit=2)
+    assert pool == "jemalloc"  # the variable names the pool; logpipe does not replace it
+    assert threshold == ("1048576" if platform.libc_ver()[0] == "glibc" else "None")
+    assert again.strip() == "{}"

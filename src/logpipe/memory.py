@@ -28,7 +28,7 @@ _configured = False
 
 
 def configure_allocators() -> dict[str, object]:
-    """Apply the settings (once per process) and return what was applied, for the startup log."""
+    """Apply the settings (once per process); returns what was applied (empty when called again)."""
     global _configured
     applied: dict[str, object] = {}
     if _configured:
