@@ -536,11 +536,11 @@ def drain_embedded(duration_s: float, events: int | None = None) -> Result:
     """The Kafka processor draining a pre-filled topic, against a bare consumer on the same broker.
     The topic holds 40,000 events per second of ``duration_s`` (at least 1,000,000): a drain of a few
     seconds swings by a fifth with whatever else the two cores do meanwhile (engine merges, the broker)."""
-    events = events or max(1_000_000, int(40_000 * duration_s))
     from logpipe.config import Settings
     from logpipe.processing.kafka_processor import KafkaProcessor
     from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 
+    events = events or max(1_000_000, int(40_000 * duration_s))
     bootstrap, broker = _broker()
     try:
         config, produced_per_s, ceiling = _prefilled_with_ceiling(bootstrap, events)

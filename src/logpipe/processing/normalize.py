@@ -381,25 +381,29 @@ def _ndjson_body(values: pa.Array) -> bytes:
     return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
 
 
-def _one_line_each(values: pa.Array | list[bytes | None]) -> bytes | None:
-    """The NDJSON document of values that are each one non-empty line, as nearly all are; None when
-    some value is empty, missing or holds a newline, which the general path rewrites first."""
+def _values_as_ndjson(values: pa.Array | list[bytes | None]) -> bytes:
+    """The values as an NDJSON document, one line each. Nearly all are one non-empty line already and
+    are joined as they are (polled bytes in one exact-size copy, no Arrow builder); otherwise a missing
+    or empty value becomes ``EMPTY_MESSAGE`` and newlines inside a value become spaces."""
     if isinstance(values, list):
         try:
-            body = b"\n".join([*values, b""])  # one exact-size copy, straight from the polled bytes
+            body = b"\n".join([*values, b""])
         except TypeError:  # a missing value (None)
-            return None
-        plain = body.count(b"\n") == len(values) and b"\n\n" not in body and not body.startswith(b"\n")
-        return body if plain else None
-    values = pc.cast(values, pa.binary())
+            body = None
+        if body is not None and body.count(b"\n") == len(values) and b"\n\n" not in body \
+                and not body.startswith(b"\n"):
+            return body
+        values = pa.array(values, pa.binary())
+    values = pc.fill_null(pc.cast(values, pa.binary()), b"")
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if values.null_count or (len(values) and pc.min(pc.binary_length(values)).as_py() == 0):
-        return None
+    lengths = pc.binary_length(values)
     data = values.buffers()[2]
-    if data is not None and (np.frombuffer(data, dtype=np.uint8) == 0x0A).any():
-        return None
-    return _ndjson_body(values)
+    none_empty = not len(values) or pc.min(lengths).as_py() > 0
+    if none_empty and (data is None or not (np.frombuffer(data, np.uint8) == 0x0A).any()):
+        return _ndjson_body(values)
+    values = pc.if_else(pc.equal(lengths, 0), EMPTY_MESSAGE, values)
+    return _ndjson_body(pc.replace_substring(values, b"\n", b" "))
 
 
 def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray,
@@ -416,13 +420,7 @@ def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.nda
     partitions = np.asarray(partitions, dtype=np.int32)
     offsets = np.asarray(offsets, dtype=np.int64)
     provenance = Provenance("kafka", offsets=offsets, topics=topics, partitions=partitions)
-    body = _one_line_each(values)
-    if body is None:
-        if isinstance(values, list):
-            values = pa.array(values, pa.binary())
-        values = pc.fill_null(pc.cast(values, pa.binary()), b"")
-        values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
-        body = _ndjson_body(pc.replace_substring(values, b"\n", b" "))
+    body = _values_as_ndjson(values)
     normalized = normalize_ndjson(body, provenance, now_ms)
     if normalized.record_count != len(offsets):  # e.g. a whitespace-only value, which NDJSON skips
         lines = body.split(b"\n")[:len(offsets)]
