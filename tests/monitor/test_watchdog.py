@@ -81,7 +81,9 @@ def test_an_error_burst_fires_once_then_resolves_once(watched, recorder):
     assert wait_for(lambda: recorder.delivered("error_rate", "payment", "firing"), 40), recorder.calls
     (firing,) = recorder.delivered("error_rate", "payment", "firing")
     assert firing["severity"] == "critical" and firing["threshold"] == 20
-    assert 50 < firing["value"] <= 100  # percent 5xx while the incident injects 80%
+    # percent 5xx (not a fraction), above the threshold. Not "near 80": it fires for_s after crossing, when
+    # the 8 s window holds about 5 s of the incident (40-50% measured, 49.4 seen on a run).
+    assert firing["threshold"] < firing["value"] <= 100
     assert firing["link"].startswith(watched.base + "/?service=payment")
 
     import subprocess
