@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -10,7 +11,7 @@ from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_S
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
-from logpipe.warehouse.store import StoreError, schema_statements
+from logpipe.warehouse.store import StoreError, schema_statements, spool_dir
 
 
 def _columns(store, table):
@@ -75,3 +76,16 @@ def test_readonly_queries_refuse_writes_with_a_permanent_error(store):
     with pytest.raises(StoreError) as info:
         store.query_rows(f"INSERT INTO {store.database}.dead_letter (reason) VALUES ('x')")
     assert info.value.code == 164 and not info.value.retryable
+
+
+def test_embedded_insert_leaves_no_spool_file_and_quotes_its_token(store):
+    spooled_before = set(Path(spool_dir()).glob("logpipe-insert-*"))
+    facts = _facts(5_000, seed=3)
+    token = "it's a \\ token"
+    store.insert("fact_log", facts, token)
+    store.insert("fact_log", facts, token)  # the same awkward token still deduplicates
+    assert store.scalar(f"SELECT count() FROM {store.database}.fact_log") == facts.num_rows
+    with pytest.raises(StoreError) as info:  # a batch the table cannot take fails for good
+        store.insert("fact_log", pa.table({"no_such_column": [1]}), "bad")
+    assert not info.value.retryable
+    assert set(Path(spool_dir()).glob("logpipe-insert-*")) == spooled_before

@@ -6,6 +6,8 @@ process's HTTP API (``POST /v1/query``), never by opening the directory themselv
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 import pyarrow as pa
+from clickhouse_connect.driver.binding import format_str, quote_identifier
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from logpipe.warehouse.config import WarehouseConfig
@@ -68,17 +71,18 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)
 
 
-def arrow_file(data: pa.Table) -> memoryview:
-    """The table as an Arrow IPC file (what ``insert_arrow`` sends), measured first and then written
-    once into a buffer of exactly its size: a growing buffer is copied every time it grows, and
-    the embedded backend would copy a pyarrow Buffer into bytes again before writing its temp file."""
-    measured = pa.MockOutputStream()
-    with pa.ipc.new_file(measured, data.schema) as writer:
-        writer.write_table(data)
-    buffer = pa.allocate_buffer(measured.size())
-    with pa.ipc.new_file(pa.FixedSizeBufferWriter(buffer), data.schema) as writer:
-        writer.write_table(data)
-    return memoryview(buffer)
+def spool_dir() -> str:
+    """Where an embedded insert's Arrow file waits for the engine: tmpfs when the machine has one
+    (the file is written and read once, within the insert), else the temp directory."""
+    shared_memory = "/dev/shm"
+    if os.path.isdir(shared_memory) and os.access(shared_memory, os.W_OK | os.X_OK):
+        return shared_memory
+    return tempfile.gettempdir()
+
+
+def insert_settings_clause(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{name} = {format_str(str(value)) if isinstance(value, str) else int(value)}"
+                     for name, value in settings.items())
 
 
 def wait_until_ready(ping: Callable[[], bool], what: str, timeout_s: float) -> None:
@@ -153,12 +157,27 @@ class Store:
         """Insert an Arrow table; the same token makes a retried insert a no-op."""
         settings = ({"insert_deduplication_token": token, "insert_deduplicate": 1,
                      "deduplicate_blocks_in_dependent_materialized_views": 1} if token else {})
+        if self.embedded:
+            self._insert_embedded(f"{self.database}.{table}", data, settings)
+            return
         with self._session() as client:
-            if client.write_compression in ("zstd", "lz4"):  # a server over the network: compressed IPC
-                client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
-            else:
-                client.raw_insert(f"{self.database}.{table}", data.schema.names, arrow_file(data),
-                                  settings=settings, fmt="Arrow")
+            client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
+
+    def _insert_embedded(self, table: str, data: pa.Table, settings: dict[str, Any]) -> None:
+        """The engine reads an Arrow IPC file; Arrow writes it straight into a tmpfs file, so the
+        batch is copied once and no batch-sized buffer is allocated (clickhouse-connect's chdb
+        backend would serialize into memory first, then copy that into a temp file on disk)."""
+        columns = ", ".join(quote_identifier(name) for name in data.schema.names)
+        clause = f" SETTINGS {insert_settings_clause(settings)}" if settings else ""
+        descriptor, path = tempfile.mkstemp(prefix="logpipe-insert-", suffix=".arrow", dir=spool_dir())
+        os.close(descriptor)
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+                writer.write_table(data)
+            with self._session() as client:
+                client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
+        finally:
+            os.unlink(path)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
         with self._session(readonly) as client:

@@ -1,5 +1,8 @@
 -- One row per service log event. Columns mirror logpipe.events.FACT_FIELDS (a test proves it).
 -- ORDER BY (service, ts): every dashboard panel filters on a time range and most on a service.
+-- merge_selector_base = 16 (default 5): fewer, wider background merges, for more parts per partition.
+-- Inserting 250,000 rows/s, merges rewrote each row 2.1 times in the first minute with 5 and once
+-- with 16, about 0.5 us less engine CPU per row (the insert itself costs about 1 us).
 CREATE TABLE IF NOT EXISTS {{database}}.fact_log
 (
     event_id    String CODEC(ZSTD(1)),
@@ -30,4 +33,4 @@ ENGINE = MergeTree
 PARTITION BY toDate(ts)
 ORDER BY (service, ts)
 TTL toDateTime(ts) + INTERVAL {{retention_days}} DAY
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, merge_selector_base = 16
