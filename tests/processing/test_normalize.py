@@ -177,3 +177,16 @@ def test_polled_bytes_and_an_arrow_column_give_the_same_rows(awkward, fact_offse
     assert polled.facts.column("offset").to_pylist() == fact_offsets
     assert [b.index for b in polled.bad] == bad_positions
     assert polled.dead_letters.column("offset").to_pylist() == [100 + p for p in bad_positions]
+
+
+def test_derived_and_aliased_fields_in_a_mixed_batch():
+    """Derivation and aliases apply row by row, also when only some rows of a batch need them."""
+    records = [{"ts": 1767323045, "service": "a", "status": 200, "level": "warning"},
+               {"ts": 1767323045, "service": "a", "status": 503},
+               {"ts": 1767323045, "service": "a", "level": "info", "kind": "request", "status": 201},
+               {"ts": 1767323045, "service": "a", "level": " ", "kind": ""}]
+    payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    rows = normalize_ndjson(payload, HTTP).facts.to_pylist()
+    assert [(r["level"], r["kind"]) for r in rows] == [("WARN", "request"), ("ERROR", "request"),
+                                                     ("INFO", "request"), ("INFO", "app_error")]
+    assert [r["attributes"] for r in rows] == [[]] * 4 and {r["source"] for r in rows} == {"http"}

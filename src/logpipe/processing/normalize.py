@@ -8,6 +8,7 @@ render their raw payload.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ _HAS_ZONE = r"(Z|z|[+-]\d{2}:?\d{2})$"
 _NUMBER = r"^\s*-?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
 _LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
                   "INFORMATION": "INFO", "TRACE": "DEBUG", "NOTICE": "INFO"}
+_LEVEL_ALIAS_NAMES = pa.array(list(_LEVEL_ALIASES))
 _KNOWN = frozenset(f.name for f in WIRE_FIELDS) | {"attributes"}
 
 
@@ -167,6 +169,15 @@ def _epoch_to_ms(number: pa.Array) -> pa.Array:
     return pa.array(values * scale, mask=np.isnan(values))
 
 
+def _or_derived(column: pa.Array, derive: Callable[[], np.ndarray]) -> pa.Array:
+    """The column, with its missing or empty values derived from other fields (computed only when
+    some are missing: most producers send every field)."""
+    missing = pc.or_kleene(pc.is_null(column), pc.equal(column, ""))
+    if not pc.any(missing).as_py():
+        return column
+    return pc.if_else(missing, pa.array(derive()), column)
+
+
 def _attributes(table: pa.Table) -> pa.Array:
     """Unknown fields as a string map; the slow decode path already built one."""
     n = table.num_rows
@@ -176,7 +187,7 @@ def _attributes(table: pa.Table) -> pa.Array:
     extras = [name for name in table.column_names
               if name not in _KNOWN or (name == "attributes" and base is None and _column(table, name) is not None)]
     if not extras:
-        return base if base is not None else pa.array([[]] * n, type=pa.map_(pa.string(), pa.string()))
+        return base if base is not None else _empty_maps(n)
     texts, valid = [], []
     for name in extras:
         column = table.column(name).combine_chunks()
@@ -195,6 +206,11 @@ def _attributes(table: pa.Table) -> pa.Array:
     keys = pa.array(extras).take(pa.array(cols))
     items = pa.concat_arrays(texts).take(pa.array(cols.astype(np.int64) * n + rows))
     return pa.MapArray.from_arrays(pa.array(offsets), keys, items)
+
+
+def _empty_maps(n: int) -> pa.Array:
+    empty = pa.array([], pa.string())
+    return pa.MapArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), empty, empty)
 
 
 def _strings(table: pa.Table, name: str, transform=None) -> pa.Array:
@@ -232,15 +248,14 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     rejections.add((size < 0) | ~np.isfinite(size), "bytes: negative or not finite", "bytes")
 
     level = pc.utf8_upper(pc.utf8_trim_whitespace(_text(raw, "level")))
-    for alias, canonical in _LEVEL_ALIASES.items():
-        level = pc.if_else(pc.equal(level, alias), canonical, level)
-    derived_level = pa.array(np.where(status >= 500, "ERROR", np.where(status >= 400, "WARN", "INFO")))
-    level = pc.if_else(pc.or_kleene(pc.is_null(level), pc.equal(level, "")), derived_level, level)
+    if pc.any(pc.is_in(level, _LEVEL_ALIAS_NAMES)).as_py():
+        for alias, canonical in _LEVEL_ALIASES.items():
+            level = pc.if_else(pc.equal(level, alias), canonical, level)
+    level = _or_derived(level, lambda: np.where(status >= 500, "ERROR", np.where(status >= 400, "WARN", "INFO")))
     rejections.add(pc.invert(pc.is_in(level, pa.array(LEVELS))), f"level: not one of {', '.join(LEVELS)}", "level")
 
     kind = pc.utf8_lower(pc.utf8_trim_whitespace(_text(raw, "kind")))
-    derived_kind = pa.array(np.where(status > 0, "request", "app_error"))
-    kind = pc.if_else(pc.or_kleene(pc.is_null(kind), pc.equal(kind, "")), derived_kind, kind)
+    kind = _or_derived(kind, lambda: np.where(status > 0, "request", "app_error"))
     rejections.add(pc.invert(pc.is_in(kind, pa.array(KINDS))), f"kind: not one of {', '.join(KINDS)}", "kind")
 
     positions = np.asarray(row_index, dtype=np.int64) if row_index is not None else np.arange(n, dtype=np.int64)
@@ -275,7 +290,7 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
         "error_code": _strings(raw, "error_code"),
         "message": _strings(raw, "message"),
         "attributes": _attributes(raw),
-        "source": pa.array(np.full(n, provenance.source, dtype=object), type=pa.string()),
+        "source": pa.repeat(pa.scalar(provenance.source, pa.string()), n),
         "topic": topics,
         "partition": pa.array(partitions),
         "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
