@@ -20,7 +20,7 @@ from logpipe.events import Provenance
 from logpipe.processing.processor import Processor
 from logpipe.simulator.runner import SimulatorRunner
 from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope, IngestResult
-from logpipe.transport.wire import encode_ndjson
+from logpipe.transport.wire import encode_ndjson_buffer
 from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 from logpipe.warehouse.store import open_store
 
@@ -128,7 +128,7 @@ class Pipeline:
         if self.producer is not None:
             self.producer.send(table).result(timeout=60)  # bounded: waits for the broker
             return
-        payload = encode_ndjson(table)
+        payload = encode_ndjson_buffer(table)
         envelope = Envelope(payload, table.num_rows, Provenance("simulator"))
         while True:
             try:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
+import pyarrow as pa
 import pytest
 
 from logpipe.config import Settings
+from logpipe.events import Provenance
 from logpipe.metrics import REGISTRY
 from logpipe.pipeline import Pipeline
+from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.channel import Envelope
+from logpipe.transport.wire import encode_ndjson, encode_ndjson_buffer
 
 GOOD = b'{"ts": "2030-01-01T00:00:00.000Z", "service": "auth", "status": 200}'
 BAD_TS = b'{"ts": "2026-13-45T00:00:00Z", "service": "auth"}'
@@ -63,3 +69,23 @@ def test_counts_that_do_not_add_up_fall_back_to_one_normalization_per_request(pa
     assert [(a.accepted, a.rejected) for a in answers] == [(1, 1), (2, 0)]
     assert answers[0].errors[0]["index"] == 1
     assert _count(pipeline, "fact_log") == 3
+
+
+def test_in_process_arrow_buffers_and_bytes_are_joined_line_by_line(paused: Pipeline):
+    """The simulator hands its NDJSON over in the Arrow buffer it was encoded in; queued with a payload
+    whose last line has no newline, each line still becomes exactly one row."""
+    pipeline = paused
+    now = time.time()
+    table = TrafficGenerator(seed=5).generate(50, now - 1, now)
+    buffer = encode_ndjson_buffer(table)
+    assert isinstance(buffer, pa.Buffer) and buffer.to_pybytes() == encode_ndjson(table)
+    calls_before = _normalize_calls()
+    for payload, events in ((buffer, table.num_rows), (GOOD, 1), (buffer, table.num_rows)):
+        pipeline.channel.put(Envelope(payload, events, Provenance("simulator")))
+    pipeline.processor.resume()
+    deadline = time.monotonic() + 30
+    while _count(pipeline, "fact_log") < 2 * table.num_rows + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _normalize_calls() - calls_before == 1
+    assert _count(pipeline, "fact_log") == 2 * table.num_rows + 1
+    assert _count(pipeline, "dead_letter") == 0

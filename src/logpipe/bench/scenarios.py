@@ -32,7 +32,7 @@ from logpipe.memory import configure_allocators
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
-from logpipe.transport.wire import encode_ndjson
+from logpipe.transport.wire import encode_ndjson, encode_ndjson_buffer
 
 BATCH = 50_000
 MARKER_EVERY_S = 0.25
@@ -164,14 +164,14 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
             now = time.time()
             table = generate.timed(chunk, generator.generate, chunk, now - 0.05, now)
             generate.bytes += table.nbytes  # Arrow
-            payload = encode.timed(chunk, encode_ndjson, table)
+            payload = encode.timed(chunk, encode_ndjson_buffer, table)
             encode.bytes += len(payload)
             if rate is not None and time.perf_counter() >= next_marker:
                 marker = f"marker-{sequence}"
                 sequence += 1
                 markers[marker] = time.time()
-                payload += json.dumps({"event_id": marker, "ts": _iso(markers[marker]), "service": "bench",
-                                       "status": 200}).encode() + b"\n"
+                line = json.dumps({"event_id": marker, "ts": _iso(markers[marker]), "service": "bench", "status": 200})
+                payload = payload.to_pybytes() + line.encode() + b"\n"
                 next_marker = time.perf_counter() + MARKER_EVERY_S
             envelope = Envelope(payload, chunk, Provenance("bench"))
             while not stop.is_set():

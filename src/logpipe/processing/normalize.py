@@ -329,7 +329,7 @@ def _generated_ids(provenance: Provenance, topics: pa.Array, partitions: np.ndar
                                        pa.array(offsets).cast(pa.string()), ":")
 
 
-def normalize_ndjson(payload: bytes, provenance: Provenance, now_ms: int | None = None) -> Normalized:
+def normalize_ndjson(payload: bytes | pa.Buffer, provenance: Provenance, now_ms: int | None = None) -> Normalized:
     """Decode and normalize one NDJSON payload: the processor's whole per-batch transform."""
     decoded: DecodedBatch = decode_ndjson(payload)
     facts, bad = parse_fact_log(decoded.table, provenance, decoded.row_index, now_ms, decoded.raw_lines)

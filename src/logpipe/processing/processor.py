@@ -329,8 +329,7 @@ class Processor:
         events = sum(part.events for part in parts)
         metrics.EVENTS_RECEIVED.labels(component="processor").inc(events)
         metrics.BYTES_RECEIVED.labels(component="processor").inc(sum(len(part.payload) for part in parts))
-        payload = parts[0].payload if len(parts) == 1 else b"".join(
-            p.payload if p.payload.endswith(b"\n") else p.payload + b"\n" for p in parts)
+        payload = parts[0].payload if len(parts) == 1 else _joined_lines([part.payload for part in parts])
         try:
             with metrics.NORMALIZE_SECONDS.labels(component="processor").time():
                 normalized = normalize_ndjson(payload, provenance)
@@ -341,7 +340,7 @@ class Processor:
             self.checkpoint.last_error = f"processor: {exc!r}"
             log.exception("normalization failed")
             facts = pa.table({})
-            dead_records = [BadRecord(0, payload.decode("utf-8", "replace"), f"processor error: {exc!r}")]
+            dead_records = [BadRecord(0, bytes(payload).decode("utf-8", "replace"), f"processor error: {exc!r}")]
             records = events
         if len(parts) > 1 and records != events and any(part.ack is not None for part in parts):
             # the senders' record counts do not add up to what was read (a line holding two
@@ -355,3 +354,12 @@ class Processor:
         results = _results_per_part(parts, dead_records, records)
         self.pending.add(facts, dead, [(part.ack, result) for part, result in results if part.ack is not None])
 
+
+def _joined_lines(payloads: list[bytes | pa.Buffer]) -> bytes:
+    """One NDJSON document of several payloads, each ending its last line."""
+    pieces: list[bytes | pa.Buffer] = []
+    for payload in payloads:
+        pieces.append(payload)
+        if len(payload) and memoryview(payload)[-1] != 0x0A:
+            pieces.append(b"\n")
+    return b"".join(pieces)

@@ -12,6 +12,8 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from logpipe.events import Provenance
 
 
@@ -26,7 +28,7 @@ class IngestResult:
 class Envelope:
     """One NDJSON payload and who waits for it to become durable."""
 
-    payload: bytes
+    payload: bytes | pa.Buffer  # NDJSON; the in-process simulator's stays in its Arrow buffer
     events: int
     provenance: Provenance
     ack: Future[IngestResult] | None = None

@@ -11,7 +11,6 @@ record costs its batch a slower parse, never the batch itself.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,8 +64,14 @@ def _iso_millis(column: pa.Array) -> pa.Array:
 
 def encode_ndjson(table: pa.Table) -> bytes:
     """Serialize the wire fields of ``table`` as NDJSON (one line per row, newline-terminated)."""
+    return encode_ndjson_buffer(table).to_pybytes()
+
+
+def encode_ndjson_buffer(table: pa.Table) -> pa.Buffer:
+    """The NDJSON of ``encode_ndjson`` in the Arrow buffer it was joined in: handing it on in process
+    saves copying every byte into a Python ``bytes`` (a quarter of the encoding's cost)."""
     if table.num_rows == 0:
-        return b""
+        return pa.py_buffer(b"")
     parts: list[pa.Array | str] = []
     literal = "{"  # the text up to the next column, in one piece so the row join has fewer
     for f in WIRE_FIELDS:
@@ -87,7 +92,7 @@ def encode_ndjson(table: pa.Table) -> bytes:
     lines = pc.binary_join_element_wise(*parts, "")
     # Every line ends in a newline, so the concatenated values are the NDJSON document.
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])]
 
 
 def encode_lines(table: pa.Table) -> list[bytes]:
@@ -113,16 +118,16 @@ class DecodedBatch:
     raw_lines: list[bytes] | None = None  # each table row's original line, kept by the slow path
 
 
-def decode_ndjson(payload: bytes) -> DecodedBatch:
+def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
     """Read an NDJSON payload into Arrow. Unknown fields are kept as extra columns."""
     try:
         table = pj.read_json(
-            io.BytesIO(payload),
+            pa.BufferReader(payload),
             parse_options=pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="infer"),
         )
         return DecodedBatch(table, None, [], table.num_rows)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _decode_records(payload)
+        return _decode_records(payload if isinstance(payload, bytes) else payload.to_pybytes())
 
 
 def _as_text(value: object) -> str | None:
