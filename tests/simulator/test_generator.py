@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -114,3 +115,16 @@ def test_spike_and_latency_and_outage_incidents():
     assert set(table.filter(pc.equal(table["service"], "auth"))["status"].to_pylist()) == {503}
     order_ok = (services == "order") & (table["status"].to_numpy() < 400)
     assert np.median(table["latency_ms"].to_numpy()[order_ok]) > 150
+
+
+def test_event_times_ascend_within_the_window_and_few_users_make_most_requests(million):
+    requests = _requests(million)
+    ts = requests["ts"].cast(pa.int64()).to_numpy()
+    assert (np.diff(ts) >= 0).all()
+    assert ts.min() >= T0 * 1000 and ts.max() < (T0 + 600) * 1000
+    per_second = np.bincount((ts - int(T0 * 1000)) // 1000, minlength=600)
+    assert per_second.min() > 0.8 * per_second.mean()  # uniform over the window, not bunched
+    per_user = np.sort(pc.value_counts(requests["user_id"]).field("counts").to_numpy())[::-1]
+    assert per_user[0] > 20 * np.median(per_user)  # user popularity falls off like k^-0.8
+    assert per_user[:100].sum() > 0.05 * requests.num_rows
+    assert len(per_user) > 30_000  # and the long tail is there

@@ -29,6 +29,21 @@ OUTAGE_CODE = "SERVICE_UNAVAILABLE"
 OUTAGE_LATENCY_FACTOR = 20.0
 
 
+def _sorted_uniform(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    """n uniform draws on [low, high) in ascending order without sorting: the normalized running
+    sum of n + 1 exponential gaps has the law of sorted uniforms."""
+    gaps = np.cumsum(rng.standard_exponential(n + 1))
+    return low + (high - low) * (gaps[:n] / gaps[n])
+
+
+def _popular_first(rng: np.random.Generator, n: int, pool: int, exponent: float = 0.8) -> np.ndarray:
+    """Indices into a pool of users where user k is drawn with weight about k^-exponent (a few users
+    make most requests), by inverting the weights' integral rather than searching a table."""
+    span = pool ** (1.0 - exponent) - 1.0
+    k = (1.0 + rng.random(n) * span) ** (1.0 / (1.0 - exponent))
+    return np.minimum(k.astype(np.int64) - 1, pool - 1)
+
+
 def _take(vocabulary: pa.Array, indices: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32()), vocabulary).dictionary_decode()
 
@@ -51,9 +66,6 @@ class TrafficGenerator:
         self._hosts = pa.array([f"{s}-{k}" for s in m.services for k in range(HOSTS_PER_SERVICE)])
         self._users = pa.array([f"u{k:06d}" for k in range(USER_POOL)])
         self._ips = pa.array([f"10.{(k >> 8) & 255}.{k & 255}.{(k * 7) % 254 + 1}" for k in range(4096)])
-        self._user_weights = 1.0 / np.arange(1, USER_POOL + 1) ** 0.8
-        self._user_weights /= self._user_weights.sum()
-        self._user_cdf = np.cumsum(self._user_weights)
         ok_status = []
         for method, path in zip(m.endpoint_method, m.endpoint_path, strict=True):
             ok_status.append(204 if method == "DELETE" else 201 if method == "POST" and path.endswith("s") else 200)
@@ -110,14 +122,14 @@ class TrafficGenerator:
         size = np.exp(m.bytes_mu[ep] + 0.5 * rng.standard_normal(n)).astype(np.uint64)
         size[is4 | is5] = 180
 
-        ts_ms = np.sort(rng.uniform(start_s * 1000.0, end_s * 1000.0, size=n)).astype(np.int64)
+        ts_ms = _sorted_uniform(rng, n, start_s * 1000.0, end_s * 1000.0).astype(np.int64)
         status_class = np.where(is5, 2, np.where(is4, 1, 0))
         code_ids = np.zeros(n, dtype=np.int32)
         for s_index in range(self._n_services):
             rows = is5 & (svc == s_index)
             code_ids[rows] = rng.choice(self._service_code_ids[s_index], size=int(rows.sum()))
         code_ids[outage_rows] = self._code_index[OUTAGE_CODE]
-        users = np.searchsorted(self._user_cdf, rng.random(n)).clip(0, USER_POOL - 1)
+        users = _popular_first(rng, n, USER_POOL)
         hosts = svc * HOSTS_PER_SERVICE + rng.integers(0, HOSTS_PER_SERVICE, n)
         regions = rng.choice(len(REGIONS), size=n, p=REGION_P)
         ips = rng.integers(0, 4096, n)
