@@ -89,3 +89,14 @@ def test_embedded_insert_leaves_no_spool_file_and_quotes_its_token(store):
         store.insert("fact_log", pa.table({"no_such_column": [1]}), "bad")
     assert not info.value.retryable
     assert set(Path(spool_dir()).glob("logpipe-insert-*")) == spooled_before
+
+
+def test_spool_uses_tmpfs_only_with_room_to_spare(monkeypatch):
+    import tempfile
+
+    import logpipe.warehouse.store as store_module
+
+    if Path("/dev/shm").is_dir():
+        assert spool_dir() == "/dev/shm"  # this machine's tmpfs has far more than a GiB free
+    monkeypatch.setattr(store_module, "SPOOL_MIN_FREE_BYTES", 1 << 62)  # a container's 64 MB /dev/shm, say
+    assert spool_dir() == tempfile.gettempdir()

@@ -71,13 +71,20 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)
 
 
-def spool_dir() -> str:
-    """Where an embedded insert's Arrow file waits for the engine: tmpfs when the machine has one
-    (the file is written and read once, within the insert), else the temp directory."""
+SPOOL_MIN_FREE_BYTES = 1 << 30
+
+
+def spool_dir(needed_bytes: int = 0) -> str:
+    """Where an embedded insert's Arrow file waits for the engine: tmpfs when the machine has one with
+    room to spare (the file is written and read once, within the insert; a container's /dev/shm is
+    often 64 MB), else the temp directory."""
     shared_memory = "/dev/shm"
-    if os.path.isdir(shared_memory) and os.access(shared_memory, os.W_OK | os.X_OK):
-        return shared_memory
-    return tempfile.gettempdir()
+    try:
+        stats = os.statvfs(shared_memory)
+    except OSError:
+        return tempfile.gettempdir()
+    roomy = stats.f_bavail * stats.f_frsize >= max(SPOOL_MIN_FREE_BYTES, 4 * needed_bytes)
+    return shared_memory if roomy and os.access(shared_memory, os.W_OK | os.X_OK) else tempfile.gettempdir()
 
 
 def insert_settings_clause(settings: dict[str, Any]) -> str:
@@ -169,7 +176,7 @@ class Store:
         backend would serialize into memory first, then copy that into a temp file on disk)."""
         columns = ", ".join(quote_identifier(name) for name in data.schema.names)
         clause = f" SETTINGS {insert_settings_clause(settings)}" if settings else ""
-        descriptor, path = tempfile.mkstemp(prefix="logpipe-insert-", suffix=".arrow", dir=spool_dir())
+        descriptor, path = tempfile.mkstemp(prefix="logpipe-insert-", suffix=".arrow", dir=spool_dir(data.nbytes))
         os.close(descriptor)
         try:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
