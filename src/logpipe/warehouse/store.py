@@ -87,7 +87,7 @@ def spool_dir(needed_bytes: int = 0) -> str:
     return shared_memory if roomy and os.access(shared_memory, os.W_OK | os.X_OK) else tempfile.gettempdir()
 
 
-def insert_settings_clause(settings: dict[str, Any]) -> str:
+def _settings_clause(settings: dict[str, Any]) -> str:
     return ", ".join(f"{name} = {format_str(str(value)) if isinstance(value, str) else int(value)}"
                      for name, value in settings.items())
 
@@ -175,12 +175,15 @@ class Store:
         batch is copied once and no batch-sized buffer is allocated (clickhouse-connect's chdb
         backend would serialize into memory first, then copy that into a temp file on disk)."""
         columns = ", ".join(quote_identifier(name) for name in data.schema.names)
-        clause = f" SETTINGS {insert_settings_clause(settings)}" if settings else ""
+        clause = f" SETTINGS {_settings_clause(settings)}" if settings else ""
         descriptor, path = tempfile.mkstemp(prefix="logpipe-insert-", suffix=".arrow", dir=spool_dir(data.nbytes))
         os.close(descriptor)
         try:
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                writer.write_table(data)
+            try:
+                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+                    writer.write_table(data)
+            except OSError as exc:  # a full disk, say: worth retrying once space is back
+                raise StoreError(f"spooling the batch to {path} failed: {exc}", None, True) from exc
             with self._session() as client:
                 client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
         finally:
