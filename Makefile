@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# glibc reads this only at process start; logpipe.memory.MALLOC_TUNABLES explains it (a test keeps them equal)
+RUN_ENV := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 .PHONY: up test lint bench venv system clean
 
@@ -27,7 +29,7 @@ $(ECHARTS): package.json package-lock.json
 venv: $(STAMP)
 
 up: $(STAMP) $(ECHARTS)
-	$(BIN)/logpipe up
+	$(RUN_ENV) $(BIN)/logpipe up
 
 test: $(STAMP) $(ECHARTS) system
 	$(BIN)/ruff check src tests
@@ -37,8 +39,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 bench: $(STAMP) $(ECHARTS)
-	$(BIN)/python bench/simulator_throughput.py
-	$(BIN)/logpipe bench --scenario all --duration 60
+	$(RUN_ENV) $(BIN)/python bench/simulator_throughput.py
+	$(RUN_ENV) $(BIN)/logpipe bench --scenario all --duration 60
 
 clean:
 	rm -rf $(VENV) data tests/artifacts node_modules $(dir $(ECHARTS))

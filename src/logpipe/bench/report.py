@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from logpipe.bench.scenarios import SCENARIOS
+from logpipe.memory import MALLOC_TUNABLES
 
 TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
     "embedded-max": [("inserted_per_s", ">=", 400_000)],
@@ -31,6 +32,9 @@ CLICKHOUSE_INSERT_TARGET = 1_000_000  # rows/s, the raw insert ceiling measured 
 
 def run(names: list[str], duration_s: float, out: Path, console: Console) -> list[dict[str, Any]]:
     results = []
+    if MALLOC_TUNABLES not in os.environ.get("GLIBC_TUNABLES", ""):
+        console.print(f"note: GLIBC_TUNABLES={MALLOC_TUNABLES} is not set (`make bench` and `make up` set it); "
+                      "large allocations will fault page by page", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console) as bar:
         for name in names:
             task = bar.add_task(f"{name} ({duration_s:.0f}s)", total=duration_s)
@@ -72,13 +76,14 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
     single scenario run again updates its row and leaves the others."""
     out.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+               "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
                "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     for r in results:
         (out / f"{r['scenario']}.json").write_text(json.dumps({**r, "machine": machine}, indent=2) + "\n")
     results = [json.loads((out / f"{name}.json").read_text()) for name in SCENARIOS if (out / f"{name}.json").exists()]
     lines = ["# logpipe bench", "", "Measured with `logpipe bench` on "
-             f"{machine['cpus']} CPUs ({machine['machine']}, Python {machine['python']}); each scenario's time is "
-             "in its JSON (`machine.when`).", "",
+             f"{machine['cpus']} CPUs ({machine['machine']}, Python {machine['python']}, GLIBC_TUNABLES "
+             f"{machine['glibc_tunables'] or 'unset'}); each scenario's time is in its JSON (`machine.when`).", "",
              "| scenario | inserted ev/s | freshness p50 / p99 s | peak RSS MB | bottleneck | target |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
