@@ -239,12 +239,17 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     return result
 
 
+def _in_fresh_process(work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` in a spawned helper process: its memory, threads and engine are not the scenario's."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
+        return helper.submit(work, *args).result()
+
+
 def clickhouse_ceiling(batches: int = 10) -> float:
     """The store's own insert ceiling, in a helper process with a fresh data directory: inserts of
     already-normalized 200,000-row batches back to back (only the inserts are timed, and the merges
     they start run beside them), with no scenario's threads, memory or merge backlog around."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
-        return helper.submit(_insert_ceiling, batches).result()
+    return _in_fresh_process(_insert_ceiling, batches)
 
 
 def _insert_ceiling(batches: int) -> float:
@@ -528,8 +533,7 @@ def _prefill_and_measure_ceiling(bootstrap: str, events: int) -> tuple[Any, floa
 def _prefilled_with_ceiling(bootstrap: str, events: int) -> tuple[Any, float, float]:
     """Pre-fill topics and measure the bare consumer on them in a helper process, so the memory
     their producer and consumer held is not counted against the drain that follows."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
-        return helper.submit(_prefill_and_measure_ceiling, bootstrap, events).result()
+    return _in_fresh_process(_prefill_and_measure_ceiling, bootstrap, events)
 
 
 def _bare_consumer_rate(config, events: int) -> float:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance, random_hex
-from logpipe.transport.wire import BadRecord, DecodedBatch, decode_ndjson
+from logpipe.transport.wire import BadRecord, DecodedBatch, concatenated_values, decode_ndjson
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
@@ -392,8 +392,7 @@ def _ndjson_body(values: pa.Array) -> bytes:
     lines = pc.binary_join_element_wise(values, b"", b"\n")  # each value followed by a newline
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    return lines.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+    return concatenated_values(lines).to_pybytes()
 
 
 def _values_as_ndjson(values: pa.Array | list[bytes | None]) -> bytes:

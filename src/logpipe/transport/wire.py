@@ -89,8 +89,13 @@ def encode_ndjson_buffer(table: pa.Table) -> pa.Buffer:
             parts += [literal, pc.cast(pc.fill_null(column, 0), pa.string())]
             literal = ""
     parts.append(literal + "}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
     # Every line ends in a newline, so the concatenated values are the NDJSON document.
+    return concatenated_values(pc.binary_join_element_wise(*parts, ""))
+
+
+def concatenated_values(lines: pa.Array) -> pa.Buffer:
+    """The values of a string or binary array back to back, without copying them: the slice of its
+    data buffer that its offsets span."""
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
     return lines.buffers()[2][int(offsets[0]):int(offsets[-1])]
 
