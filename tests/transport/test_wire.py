@@ -37,3 +37,19 @@ def test_a_batch_without_any_escapes_is_valid_json_too():
     table = pa.table({"service": ["auth", "pay"], "status": [200, 503], "latency_ms": [1.5, None]})
     assert _lines(table) == [{"service": "auth", "status": 200, "latency_ms": 1.5},
                              {"service": "pay", "status": 503, "latency_ms": 0}]
+
+
+def test_dictionary_encoded_columns_encode_exactly_as_their_values():
+    """The simulator hands its vocabulary columns over dictionary-encoded; each distinct value is
+    rendered once, so the bytes must be those of the plain column, escapes and nulls included."""
+    vocabulary = pa.array(['say "hi"', "plain", None, "back\\slash"])
+    indices = [1, 0, 3, 2, 1, 1]
+    plain = {"service": pa.array(["auth", "pay", "auth", "pay", "auth", "pay"]),
+             "message": vocabulary.take(pa.array(indices))}
+    dictionary = dict(plain, message=pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), vocabulary))
+    assert encode_ndjson(pa.table(dictionary)) == encode_ndjson(pa.table(plain))
+    assert [line["message"] for line in _lines(pa.table(dictionary))] == [
+        "plain", 'say "hi"', "back\\slash", "", "plain", "plain"]
+    with_null_index = pa.DictionaryArray.from_arrays(pa.array([1, None, 0, 3, 2, 1], pa.int32()), vocabulary)
+    assert [line["message"] for line in _lines(pa.table(dict(plain, message=with_null_index)))] == [
+        "plain", "", 'say "hi"', "back\\slash", "", "plain"]

@@ -44,8 +44,9 @@ def _popular_first(rng: np.random.Generator, n: int, pool: int, exponent: float 
     return np.minimum(k.astype(np.int64) - 1, pool - 1)
 
 
-def _take(vocabulary: pa.Array, indices: np.ndarray) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32()), vocabulary).dictionary_decode()
+def _take(vocabulary: pa.Array, indices: np.ndarray) -> pa.DictionaryArray:
+    """Left dictionary-encoded: the JSON encoder renders each vocabulary word once instead of per row."""
+    return pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32()), vocabulary)
 
 
 class TrafficGenerator:
@@ -93,7 +94,8 @@ class TrafficGenerator:
     def generate(self, n: int, start_s: float, end_s: float, effects: Effects | None = None) -> pa.Table:
         """n request logs with event times spread over [start_s, end_s), plus the app error logs they cause.
 
-        Columns are the wire fields of ``logpipe.events`` (no pipeline-stamped fields).
+        Columns are the wire fields of ``logpipe.events`` (no pipeline-stamped fields); those drawn from
+        a vocabulary (service, endpoint, user, message...) are dictionary-encoded.
         """
         m, rng = self.model, self.rng
         if effects is None:
