@@ -122,7 +122,7 @@ class Provenance:
     def topic_column(self, positions: np.ndarray) -> pa.Array:
         """The topic of each record at ``positions``."""
         if self.topics is None:
-            return pa.array(np.full(len(positions), self.topic, dtype=object), type=pa.string())
+            return pa.repeat(pa.scalar(self.topic, pa.string()), len(positions))
         return self.topics.take(pa.array(positions, type=pa.int64()))
 
     def partition_column(self, positions: np.ndarray) -> np.ndarray:
