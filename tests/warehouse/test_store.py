@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -12,7 +16,8 @@ from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_S
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
-from logpipe.warehouse.store import StoreError, schema_statements, spool_dir
+from logpipe.warehouse import store as store_module
+from logpipe.warehouse.store import SPOOL_PREFIX, StoreError, schema_statements
 
 
 def _columns(store, table):
@@ -79,26 +84,40 @@ def test_readonly_queries_refuse_writes_with_a_permanent_error(store):
     assert info.value.code == 164 and not info.value.retryable
 
 
-def test_embedded_insert_leaves_no_spool_file_and_quotes_its_token(store):
-    spooled_before = set(Path(spool_dir()).glob("logpipe-insert-*"))
-    facts = _facts(5_000, seed=3)
-    token = "it's a \\ token"
+def _spool_files() -> set[Path]:
+    """Spool files anywhere an insert could have put one."""
+    return {path for folder in {Path(tempfile.gettempdir()), Path("/dev/shm")} if folder.is_dir()
+            for path in folder.glob(f"{SPOOL_PREFIX}*")}
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memfd", "temp-file"])
+def test_embedded_insert_leaves_no_spool_file_and_quotes_its_token(store, monkeypatch, in_memory):
+    if in_memory and not store_module.memory_spool_available():
+        pytest.skip("no memfd here")
+    monkeypatch.setattr(store_module, "memory_spool_available", lambda: in_memory)
+    spooled_before = _spool_files()
+    facts = _facts(5_000, seed=3 if in_memory else 4)
+    token = f"it's a \\ token ({in_memory})"
     store.insert("fact_log", facts, token)
     store.insert("fact_log", facts, token)  # the same awkward token still deduplicates
-    assert store.scalar(f"SELECT count() FROM {store.database}.fact_log") == facts.num_rows
+    assert store.scalar(f"SELECT count() FROM {store.database}.fact_log WHERE event_id IN "
+                        "{ids:Array(String)}", {"ids": facts.column("event_id").to_pylist()}) == facts.num_rows
     with pytest.raises(StoreError) as info:  # a batch the table cannot take fails for good
         store.insert("fact_log", pa.table({"no_such_column": [1]}), "bad")
     assert not info.value.retryable
-    assert set(Path(spool_dir()).glob("logpipe-insert-*")) == spooled_before
+    assert _spool_files() == spooled_before
 
 
-def test_spool_uses_tmpfs_only_with_room_to_spare(monkeypatch):
-    import tempfile
-
-    import logpipe.warehouse.store as store_module
-
-    shm = os.statvfs("/dev/shm") if Path("/dev/shm").is_dir() else None
-    if shm is not None and shm.f_bavail * shm.f_frsize > 2 * store_module.SPOOL_MIN_FREE_BYTES:
-        assert spool_dir() == "/dev/shm"
-    monkeypatch.setattr(store_module, "SPOOL_MIN_FREE_BYTES", 1 << 62)  # a container's 64 MB /dev/shm, say
-    assert spool_dir() == tempfile.gettempdir()
+def test_a_process_killed_during_an_insert_leaves_no_spool_behind():
+    """Crash tests kill processors mid-insert all the time; a file per kill would fill tmpfs."""
+    spooled_before = _spool_files()
+    script = textwrap.dedent("""
+        import os, signal, pyarrow as pa
+        from logpipe.warehouse.store import spooled_arrow
+        with spooled_arrow(pa.table({"a": list(range(100_000))})) as path:
+            assert os.path.getsize(path) > 800_000
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    finished = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert finished.returncode == -signal.SIGKILL
+    assert _spool_files() == spooled_before

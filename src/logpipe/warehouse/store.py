@@ -71,20 +71,39 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)
 
 
-SPOOL_MIN_FREE_BYTES = 1 << 30
+SPOOL_PREFIX = "logpipe-insert-"
 
 
-def spool_dir(needed_bytes: int = 0) -> str:
-    """Where an embedded insert's Arrow file waits for the engine: tmpfs when the machine has one with
-    room to spare (the file is written and read once, within the insert; a container's /dev/shm is
-    often 64 MB), else the temp directory."""
-    shared_memory = "/dev/shm"
+def memory_spool_available() -> bool:
+    """Linux can hand the engine an anonymous in-memory file by path (``/proc/self/fd/N``)."""
+    return hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+
+@contextmanager
+def spooled_arrow(data: pa.Table) -> Iterator[str]:
+    """The path of an Arrow IPC file holding ``data``, for the engine to read within the block.
+
+    On Linux the file is anonymous memory (memfd): written and read once, never on disk, and the
+    kernel frees it with its last descriptor, so a process killed mid-insert leaves nothing behind.
+    Elsewhere it is a file in the temp directory, removed when the block ends."""
+    temporary = None
+    if memory_spool_available():
+        descriptor = os.memfd_create(SPOOL_PREFIX, os.MFD_CLOEXEC)
+        path = f"/proc/self/fd/{descriptor}"
+    else:
+        descriptor, temporary = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".arrow")
+        path = temporary
     try:
-        stats = os.statvfs(shared_memory)
-    except OSError:
-        return tempfile.gettempdir()
-    roomy = stats.f_bavail * stats.f_frsize >= max(SPOOL_MIN_FREE_BYTES, 4 * needed_bytes)
-    return shared_memory if roomy and os.access(shared_memory, os.W_OK | os.X_OK) else tempfile.gettempdir()
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+                writer.write_table(data)
+        except OSError as exc:  # out of memory or disk, say: worth retrying once there is room
+            raise StoreError(f"spooling the batch for the engine failed: {exc}", None, True) from exc
+        yield path
+    finally:
+        os.close(descriptor)
+        if temporary is not None:
+            os.unlink(temporary)
 
 
 def _settings_clause(settings: dict[str, Any]) -> str:
@@ -171,23 +190,13 @@ class Store:
             client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
 
     def _insert_embedded(self, table: str, data: pa.Table, settings: dict[str, Any]) -> None:
-        """The engine reads an Arrow IPC file; Arrow writes it straight into a tmpfs file, so the
-        batch is copied once and no batch-sized buffer is allocated (clickhouse-connect's chdb
-        backend would serialize into memory first, then copy that into a temp file on disk)."""
+        """The engine reads an Arrow IPC file that Arrow wrote straight into memory: the batch is
+        copied once and no batch-sized buffer is allocated (clickhouse-connect's chdb backend would
+        serialize into memory first, then copy that into a temp file on disk)."""
         columns = ", ".join(quote_identifier(name) for name in data.schema.names)
         clause = f" SETTINGS {_settings_clause(settings)}" if settings else ""
-        descriptor, path = tempfile.mkstemp(prefix="logpipe-insert-", suffix=".arrow", dir=spool_dir(data.nbytes))
-        os.close(descriptor)
-        try:
-            try:
-                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                    writer.write_table(data)
-            except OSError as exc:  # a full disk, say: worth retrying once space is back
-                raise StoreError(f"spooling the batch to {path} failed: {exc}", None, True) from exc
-            with self._session() as client:
-                client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
-        finally:
-            os.unlink(path)
+        with spooled_arrow(data) as path, self._session() as client:
+            client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
         with self._session(readonly) as client:
