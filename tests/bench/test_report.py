@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from tests.conftest import LOGPIPE
 
 
 def test_a_fixed_rate_scenario_reports_rates_freshness_memory_and_components(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     run = subprocess.run([*LOGPIPE, "bench", "--scenario", "embedded-10k", "--duration", "4", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)})
     assert run.returncode == 0, run.stderr[-2000:]
+    assert list(scratch.iterdir()) == []  # the scenario's stores are gone with it
     assert "logpipe bench" in run.stdout + run.stderr  # the table
     result = json.loads((tmp_path / "embedded-10k.json").read_text())
     assert result["scenario"] == "embedded-10k" and result["duration_s"] >= 4

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,17 @@ def run(names: list[str], duration_s: float, out: Path, console: Console) -> lis
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console) as bar:
         for name in names:
             task = bar.add_task(f"{name} ({duration_s:.0f}s)", total=duration_s)
-            process = subprocess.Popen([sys.executable, "-m", "logpipe.bench.scenarios", name, str(duration_s)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            started = time.monotonic()
-            while process.poll() is None:
-                bar.update(task, completed=min(duration_s, time.monotonic() - started))
-                time.sleep(0.5)
-            stdout, stderr = process.communicate()
+            # Each scenario's stores (a GB or more a run) live in a scratch directory of its own
+            # (TMPDIR for it and every process it starts), removed when the scenario has ended.
+            with tempfile.TemporaryDirectory(prefix=f"logpipe-bench-{name}-", ignore_cleanup_errors=True) as scratch:
+                process = subprocess.Popen([sys.executable, "-m", "logpipe.bench.scenarios", name, str(duration_s)],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           env={**os.environ, "TMPDIR": scratch})
+                started = time.monotonic()
+                while process.poll() is None:
+                    bar.update(task, completed=min(duration_s, time.monotonic() - started))
+                    time.sleep(0.5)
+                stdout, stderr = process.communicate()
             bar.update(task, completed=duration_s)
             if process.returncode != 0:
                 console.print(f"[red]{name} failed[/red]\n{stderr[-2000:]}")
