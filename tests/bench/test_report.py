@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import threading
 
+from logpipe.bench.report import wait_reading
 from tests.conftest import LOGPIPE
 
 
@@ -40,3 +43,18 @@ def test_an_unknown_scenario_is_refused_with_the_known_ones(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "embedded-max" in run.stderr and "drain-spark" in run.stderr
+
+
+def test_a_scenario_that_logs_more_than_a_pipe_holds_still_finishes():
+    """A child blocked writing to a full stderr pipe never exits unless the pipe is drained meanwhile."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('w' * 2_000_000); print('result')"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outcome: list[tuple[str, str]] = []
+    ticks: list[int] = []
+    waiter = threading.Thread(target=lambda: outcome.append(wait_reading(child, lambda: ticks.append(1), 0.05)),
+                              daemon=True)
+    waiter.start()
+    waiter.join(60)
+    if not outcome:
+        child.kill()
+    assert outcome == [("result\n", "w" * 2_000_000)]

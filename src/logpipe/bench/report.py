@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,8 @@ def run(names: list[str], duration_s: float, out: Path, console: Console) -> lis
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                            env={**os.environ, "TMPDIR": scratch})
                 started = time.monotonic()
-                while process.poll() is None:
-                    bar.update(task, completed=min(duration_s, time.monotonic() - started))
-                    time.sleep(0.5)
-                stdout, stderr = process.communicate()
+                stdout, stderr = wait_reading(process, lambda task=task, started=started: bar.update(
+                    task, completed=min(duration_s, time.monotonic() - started)))
             bar.update(task, completed=duration_s)
             if process.returncode != 0:
                 console.print(f"[red]{name} failed[/red]\n{stderr[-2000:]}")
@@ -58,6 +57,17 @@ def run(names: list[str], duration_s: float, out: Path, console: Console) -> lis
     write(results, out)
     console.print(table(results))
     return results
+
+
+def wait_reading(process: subprocess.Popen, tick: Callable[[], None], every_s: float = 0.5) -> tuple[str, str]:
+    """``process``'s stdout and stderr once it has exited, calling ``tick`` every ``every_s`` meanwhile.
+    The pipes are drained while it runs: a child that fills one (64 KB of log lines) would otherwise
+    block on its next write and never exit."""
+    while True:
+        try:
+            return process.communicate(timeout=every_s)
+        except subprocess.TimeoutExpired:
+            tick()
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
