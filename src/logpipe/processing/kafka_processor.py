@@ -202,9 +202,11 @@ class KafkaProcessor:
                 messages = self.consumer.consume(num_messages=20_000, timeout=0.1)
                 good = messages
                 if any(map(Message.error, messages)):  # rare, so the common case is one C-level pass
-                    good = [m for m in messages if m.error() is None]
+                    good = []
                     for message in messages:
-                        if message.error() is not None:
+                        if message.error() is None:
+                            good.append(message)
+                        else:
                             log.warning("consumer error: %s", message.error())
                 if good and not self.polled:
                     self.opened_at = time.monotonic()

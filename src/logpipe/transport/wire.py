@@ -79,14 +79,14 @@ def encode_ndjson_buffer(table: pa.Table) -> pa.Buffer:
             continue
         column = table.column(f.name).combine_chunks()
         literal += ("," if parts else "") + f'"{f.name}":'
-        if pa.types.is_dictionary(column.type) and f.wire is Wire.STRING and not column.null_count:
-            # each distinct value is escaped and framed once, then taken for every row
-            framed = pc.binary_join_element_wise(literal + '"', _json_string(column.dictionary), '"', "")
-            parts.append(framed.take(column.indices))
-            literal = ""
-            continue
         if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
+            if f.wire is Wire.STRING and not column.null_count:
+                # each distinct value is escaped and framed once, then taken for every row
+                framed = pc.binary_join_element_wise(literal + '"', _json_string(column.dictionary), '"', "")
+                parts.append(framed.take(column.indices))
+                literal = ""
+                continue
+            column = column.dictionary_decode()  # a null index would null its whole line
         if f.wire is Wire.TIMESTAMP:
             parts += [literal + '"', _iso_millis(column)]
             literal = 'Z"'
