@@ -67,6 +67,17 @@ def test_retried_insert_with_same_token_stores_once_in_facts_and_rollups(store):
     assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 2 * facts.num_rows
 
 
+def test_a_full_batch_lands_as_one_compact_part(store):
+    """A compact part is a handful of files where a wide one is two per column: at 100,000-row
+    batches (16 MB, above the engine's default 10 MB limit for compact parts) that is hundreds of
+    file creations a second fewer."""
+    facts = _facts(100_000, seed=3)
+    store.insert("fact_log", facts, "one-batch")
+    parts = store.query_rows("SELECT part_type, rows FROM system.parts WHERE database = {db:String} "
+                             "AND table = 'fact_log' AND active", {"db": store.database})[1]
+    assert parts == [("Compact", facts.num_rows)]
+
+
 def test_rollup_agrees_with_raw_rows(store):
     facts = _facts(30_000, seed=2)
     store.insert("fact_log", facts, "t")

@@ -3,6 +3,10 @@
 -- merge_selector_base = 16 (default 5): fewer, wider background merges, for more parts per partition.
 -- Inserting 250,000 rows/s, merges rewrote each row 2.1 times in the first minute with 5 and once
 -- with 16, about 0.5 us less engine CPU per row (the insert itself costs about 1 us).
+-- min_bytes_for_wide_part = 128 MiB (default 10 MiB): a batch of 100,000 rows (16 MiB) is written as
+-- one compact part of a few files, not two files per column; parts merged past 128 MiB are wide.
+-- Raw inserts of 200,000-row batches: 1.00-1.09M rows/s wide, 1.07-1.10M compact, peak RSS of
+-- embedded-max 30-40 MB lower (fewer column writers); compact parts are about 15% larger until merged.
 CREATE TABLE IF NOT EXISTS {{database}}.fact_log
 (
     event_id    String CODEC(ZSTD(1)),
@@ -33,4 +37,5 @@ ENGINE = MergeTree
 PARTITION BY toDate(ts)
 ORDER BY (service, ts)
 TTL toDateTime(ts) + INTERVAL {{retention_days}} DAY
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, merge_selector_base = 16
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, merge_selector_base = 16,
+         min_bytes_for_wide_part = 134217728
