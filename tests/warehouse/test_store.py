@@ -78,6 +78,20 @@ def test_a_full_batch_lands_as_one_compact_part(store):
     assert parts == [("Compact", facts.num_rows)]
 
 
+def test_a_steady_stream_of_inserts_keeps_the_active_parts_few(store):
+    """Wide merges (merge_selector_base) must still keep up: the engine delays inserts at 1,000
+    active parts in a partition and refuses them at 3,000 ("too many parts")."""
+    facts = _facts(2_000, seed=4)
+    counts = []
+    for i in range(300):
+        store.insert("fact_log", facts, f"stream-{i}")
+        if i % 50 == 49:
+            counts.append(store.scalar("SELECT count() FROM system.parts WHERE database = {db:String} "
+                                       "AND table = 'fact_log' AND active", {"db": store.database}))
+    assert store.scalar(f"SELECT count() FROM {store.database}.fact_log") == 300 * facts.num_rows
+    assert max(counts) < 150, counts
+
+
 def test_rollup_agrees_with_raw_rows(store):
     facts = _facts(30_000, seed=2)
     store.insert("fact_log", facts, "t")
