@@ -99,6 +99,9 @@ class KafkaCheckpoint(Checkpoint):
         self.consumer = consumer
         self.dlq = dlq
         self.dlq_name = dlq_name
+        # (topic, partition) -> next offset of rows already in ClickHouse whose commit the group refused
+        self.refused: dict[tuple[str, int], int] = {}
+        self._recommit_at = 0.0
 
     def write(self, batch: PendingBatch, tokens: list[str], dead_token: str,
               dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
@@ -123,17 +126,39 @@ class KafkaCheckpoint(Checkpoint):
             except KafkaException as exc:
                 if exc.args[0].code() not in GROUP_MOVED_ON:
                     raise
-                # The partitions went to another member meanwhile. The rows are in ClickHouse, and the
-                # new owner resumes past the highest inserted offset, so nothing is lost or doubled.
-                log.warning("commit refused after a rebalance (%s); the next owner resumes past these rows",
-                            exc.args[0].str())
+                # The group rebalanced meanwhile. The rows are in ClickHouse: a partition that went to
+                # another member is resumed by it past the highest inserted offset, so nothing is lost
+                # or doubled; one still ours is committed again once the group has settled
+                # (recommit_refused), or its lag would stand until new messages came.
+                log.warning("commit refused during a rebalance (%s); committing again for the partitions "
+                            "this member keeps", exc.args[0].str())
+                self.refuse_later(next_offsets)
                 return
+            for tp in next_offsets:
+                self.refused.pop((tp.topic, tp.partition), None)
             metrics.KAFKA_COMMIT_SECONDS.observe(time.perf_counter() - started)
             for tp in next_offsets:
                 high = self.consumer.get_watermark_offsets(tp, cached=True)
                 if high is not None and high[1] >= 0:
                     lag = max(0, high[1] - tp.offset)
                     metrics.KAFKA_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
+
+    def refuse_later(self, offsets: list[TopicPartition]) -> None:
+        """Remember offsets the group refused to commit, for ``recommit_refused``."""
+        for tp in offsets:
+            self.refused[(tp.topic, tp.partition)] = tp.offset
+
+    def recommit_refused(self, every_s: float = 1.0) -> None:
+        """Commit refused offsets again for the partitions this member still owns (at most every
+        ``every_s``, while a rebalance may still be settling); the others are their new owner's."""
+        if not self.refused or time.monotonic() < self._recommit_at:
+            return
+        self._recommit_at = time.monotonic() + every_s
+        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        self.refused = {key: offset for key, offset in self.refused.items() if key in owned}
+        self.commit_offsets([TopicPartition(topic, partition, offset)
+                             for (topic, partition), offset in self.refused.items()])
 
 
 class KafkaProcessor:
@@ -158,6 +183,8 @@ class KafkaProcessor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         positioned, resumed = [], []
         for tp in partitions:
+            # a refused commit of ours is older than the resumed position, which covers its rows
+            self.checkpoint.refused.pop((tp.topic, tp.partition), None)
             inserted = self._max_inserted_offset(tp.topic, tp.partition)
             if inserted is not None:
                 tp.offset = inserted + 1
@@ -171,7 +198,8 @@ class KafkaProcessor:
             try:
                 consumer.commit(offsets=resumed, asynchronous=False)
             except KafkaException as exc:
-                log.warning("could not commit the resumed positions: %s", exc)
+                log.warning("could not commit the resumed positions yet: %s", exc)
+                self.checkpoint.refuse_later(resumed)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # flush and commit what is done for these partitions before giving them up
@@ -199,6 +227,7 @@ class KafkaProcessor:
             while not self._stop.is_set():
                 self._raise_commit_failure()
                 self._commit_written()
+                self.checkpoint.recommit_refused()
                 messages = self.consumer.consume(num_messages=20_000, timeout=0.1)
                 good = messages
                 if any(map(Message.error, messages)):  # rare, so the common case is one C-level pass

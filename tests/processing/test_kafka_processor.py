@@ -1,0 +1,60 @@
+"""The Kafka processor's offsets: what the group shows as done after a rebalance."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.kafka_processor import KafkaCheckpoint
+from logpipe.transport.kafka import consumer_settings, ensure_topics
+from logpipe.transport.topics import dlq_topic, subscription_pattern
+from tests.kafka_support import kafka_test_config
+
+
+def _member(bootstrap: str, group_id: str, prefix: str) -> Consumer:
+    consumer = Consumer({"bootstrap.servers": bootstrap, **consumer_settings(group_id)})
+    consumer.subscribe([subscription_pattern(prefix)])
+    return consumer
+
+
+def _poll_until(members: list[Consumer], settled, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for member in members:
+            member.poll(0.1)
+        if settled():
+            return True
+    return False
+
+
+def test_a_refused_commit_is_made_again_only_for_partitions_the_member_keeps(kafka_broker):
+    """A commit refused during a rebalance left the group's lag standing for a partition the member
+    kept, until new messages came (nothing would ever commit those rows); a partition that moved
+    belongs to its new owner, whose offsets must not be overwritten with ours."""
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    first = _member(kafka_broker, config.group_id, config.topic_prefix)
+    second = None
+    try:
+        assert _poll_until([first], lambda: len(first.assignment()) > 0)
+        second = _member(kafka_broker, config.group_id, config.topic_prefix)
+        total = len(first.assignment())
+        assert _poll_until([first, second], lambda: first.assignment() and second.assignment()
+                           and len(first.assignment()) + len(second.assignment()) == total)
+        kept, moved = first.assignment()[0], second.assignment()[0]
+        checkpoint = KafkaCheckpoint(None, None, ProcessorConfig(), consumer=first, dlq=None,
+                                     dlq_name=dlq_topic(config.topic_prefix))
+        checkpoint.refuse_later([TopicPartition(kept.topic, kept.partition, 5),
+                                 TopicPartition(moved.topic, moved.partition, 7)])
+        checkpoint.recommit_refused(every_s=0)
+        committed = {(tp.topic, tp.partition): tp.offset for tp in first.committed(
+            [TopicPartition(kept.topic, kept.partition), TopicPartition(moved.topic, moved.partition)], timeout=10)}
+        assert committed[(kept.topic, kept.partition)] == 5
+        assert committed[(moved.topic, moved.partition)] < 0  # nothing committed for the other member's
+        assert checkpoint.refused == {}
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
