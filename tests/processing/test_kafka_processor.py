@@ -46,7 +46,7 @@ def test_a_refused_commit_is_made_again_only_for_partitions_the_member_keeps(kaf
         kept, moved = first.assignment()[0], second.assignment()[0]
         checkpoint = KafkaCheckpoint(None, None, ProcessorConfig(), consumer=first, dlq=None,
                                      dlq_name=dlq_topic(config.topic_prefix))
-        checkpoint.refuse_later([TopicPartition(kept.topic, kept.partition, 5),
+        checkpoint.commit_later([TopicPartition(kept.topic, kept.partition, 5),
                                  TopicPartition(moved.topic, moved.partition, 7)])
         checkpoint.recommit_refused(every_s=0)
         committed = {(tp.topic, tp.partition): tp.offset for tp in first.committed(

@@ -132,7 +132,7 @@ class KafkaCheckpoint(Checkpoint):
                 # (recommit_refused), or its lag would stand until new messages came.
                 log.warning("commit refused during a rebalance (%s); committing again for the partitions "
                             "this member keeps", exc.args[0].str())
-                self.refuse_later(next_offsets)
+                self.commit_later(next_offsets)
                 return
             for tp in next_offsets:
                 self.refused.pop((tp.topic, tp.partition), None)
@@ -143,9 +143,8 @@ class KafkaCheckpoint(Checkpoint):
                     lag = max(0, high[1] - tp.offset)
                     metrics.KAFKA_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
-
-    def refuse_later(self, offsets: list[TopicPartition]) -> None:
-        """Remember offsets the group refused to commit, for ``recommit_refused``."""
+    def commit_later(self, offsets: list[TopicPartition]) -> None:
+        """Offsets the group refused to commit for now, to be committed by ``recommit_refused``."""
         for tp in offsets:
             self.refused[(tp.topic, tp.partition)] = tp.offset
 
@@ -199,7 +198,8 @@ class KafkaProcessor:
                 consumer.commit(offsets=resumed, asynchronous=False)
             except KafkaException as exc:
                 log.warning("could not commit the resumed positions yet: %s", exc)
-                self.checkpoint.refuse_later(resumed)
+                if exc.args[0].code() in GROUP_MOVED_ON:
+                    self.checkpoint.commit_later(resumed)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # flush and commit what is done for these partitions before giving them up
