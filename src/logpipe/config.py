@@ -47,9 +47,12 @@ class Settings(BaseSettings):
     sim_speed: float = Field(1.0, gt=0, description="Simulated clock speed: 1440 replays a day in a minute.")
     sim_diurnal: bool = Field(True, description="Shape the rate by the time-of-day curve.")
 
-    batch_max_rows: int = Field(100_000, ge=1, description="Flush to ClickHouse when a batch reaches this many rows.")
-    flush_interval_s: float = Field(1.0, gt=0, description="Flush a batch at the latest when it is this old.")
-    queue_max_events: int = Field(200_000, ge=1000,
+    # the processor's defaults are ProcessorConfig's, so the library and the command cannot disagree
+    batch_max_rows: int = Field(ProcessorConfig.batch_max_rows, ge=1,
+                                description="Flush to ClickHouse when a batch reaches this many rows.")
+    flush_interval_s: float = Field(ProcessorConfig.flush_interval_s, gt=0,
+                                    description="Flush a batch at the latest when it is this old.")
+    queue_max_events: int = Field(ProcessorConfig.queue_max_events, ge=1000,
                                   description="Events buffered between intake and processor before backpressure.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted POST /v1/logs body.")
     ack_timeout_s: float = Field(30.0, gt=0, description="How long POST /v1/logs waits for durability before 503.")

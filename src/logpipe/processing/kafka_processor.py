@@ -134,8 +134,7 @@ class KafkaCheckpoint(Checkpoint):
                             "this member keeps", exc.args[0].str())
                 self.commit_later(next_offsets)
                 return
-            for tp in next_offsets:
-                self.refused.pop((tp.topic, tp.partition), None)
+            self.forget_refused(next_offsets)
             metrics.KAFKA_COMMIT_SECONDS.observe(time.perf_counter() - started)
             for tp in next_offsets:
                 high = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -147,6 +146,12 @@ class KafkaCheckpoint(Checkpoint):
         """Offsets the group refused to commit for now, to be committed by ``recommit_refused``."""
         for tp in offsets:
             self.refused[(tp.topic, tp.partition)] = tp.offset
+
+    def forget_refused(self, partitions: list[TopicPartition]) -> None:
+        """Refused offsets these partitions no longer need: committed since, or covered by a resumed position."""
+        if self.refused:
+            for tp in partitions:
+                self.refused.pop((tp.topic, tp.partition), None)
 
     def recommit_refused(self, every_s: float = 1.0) -> None:
         """Commit refused offsets again for the partitions this member still owns (at most every
@@ -180,10 +185,10 @@ class KafkaProcessor:
 
     # group membership ----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # a refused commit of ours is older than the resumed position, which covers its rows
+        self.checkpoint.forget_refused(partitions)
         positioned, resumed = [], []
         for tp in partitions:
-            # a refused commit of ours is older than the resumed position, which covers its rows
-            self.checkpoint.refused.pop((tp.topic, tp.partition), None)
             inserted = self._max_inserted_offset(tp.topic, tp.partition)
             if inserted is not None:
                 tp.offset = inserted + 1
