@@ -4,9 +4,10 @@ Field names and types come from ``logpipe.events.WIRE_FIELDS``; fields not in th
 allowed and kept by the processor in ``attributes``. Timestamps are ISO 8601 strings
 (``2026-11-25T06:36:00.123Z``) or epoch seconds/milliseconds.
 
-Encoding and the fast decoding path are columnar (Arrow compute, pyarrow's JSON reader);
-only a batch that the fast path cannot read is decoded record by record, so one bad
-record costs its batch a slower parse, never the batch itself.
+Encoding is columnar (Arrow compute). Decoding has three paths: flat objects of known fields
+(nearly every batch) are scanned by ``flat_json``; a batch with other fields or types goes to
+pyarrow's JSON reader, which keeps unknown fields; only a batch that neither can read is decoded
+record by record, so one bad record costs its batch a slower parse, never the batch itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from logpipe.events import WIRE_FIELDS, Wire
+from logpipe.transport.flat_json import decode_flat
 
 _WIRE_ARROW: dict[Wire, pa.DataType] = {
     Wire.STRING: pa.string(),
@@ -133,6 +135,9 @@ class DecodedBatch:
 
 def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
     """Read an NDJSON payload into Arrow. Unknown fields are kept as extra columns."""
+    flat = decode_flat(payload)
+    if flat is not None:
+        return DecodedBatch(flat, None, [], flat.num_rows)
     try:
         table = pj.read_json(
             pa.BufferReader(payload),

@@ -1,0 +1,105 @@
+"""The flat-object fast path reads exactly what pyarrow's general JSON reader reads, or declines."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow as pa
+import pyarrow.json as pj
+import pytest
+
+from logpipe.simulator.generator import TrafficGenerator
+from logpipe.transport.flat_json import decode_flat
+from logpipe.transport.wire import WIRE_SCHEMA, decode_ndjson, encode_ndjson
+
+
+def _general_reader(payload: bytes) -> pa.Table:
+    options = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="infer")
+    return pj.read_json(pa.BufferReader(payload), parse_options=options).combine_chunks()
+
+
+def _same_as_general_reader(payload: bytes) -> pa.Table:
+    flat = decode_flat(payload)
+    assert flat is not None, "the fast path declined a flat batch of known fields"
+    expected = _general_reader(payload)
+    assert flat.schema == expected.schema
+    assert flat.to_pylist() == expected.to_pylist()
+    return flat
+
+
+def test_simulated_batches_decode_as_the_general_reader_decodes_them():
+    generator = TrafficGenerator(seed=3)
+    now = time.time()
+    table = generator.generate(20_000, now - 1, now)
+    payload = encode_ndjson(table)
+    flat = _same_as_general_reader(payload)
+    assert flat.num_rows == table.num_rows
+    traces = [m for m in flat.column("message").to_pylist() if "\n" in m]
+    assert traces, "app errors carry multi-line stack traces, escaped on the wire"
+
+
+def test_escapes_unicode_nulls_absent_fields_and_spacing():
+    lines = [
+        '{"event_id":"a","ts":"2026-11-25T06:36:00.123Z","service":"auth","status":200,"latency_ms":1.5e1}',
+        '{ "service" : "주문" , "message" : "line one\\nline \\"two\\"\\t\\\\ \\/ \\b\\f\\r" }',
+        '{"service":"pay","message":"caf\\u00e9 \\u20ac \\ud83d\\ude00","bytes":-0,"latency_ms":-0.25}',
+        '{"service":null,"status":null,"message":"","host":"h-1"}',
+        '   ',
+        '{}',
+        '{"service":"x","latency_ms":7}\r',
+    ]
+    flat = _same_as_general_reader(("\n".join(lines) + "\n").encode())
+    assert flat.num_rows == 6  # the blank line is not a record
+    assert flat.column("message")[2].as_py() == "café € 😀"
+    assert flat.column("service")[1].as_py() == "주문"
+    assert flat.column("latency_ms").to_pylist()[:3] == [15.0, None, -0.25]
+    assert flat.column("service")[3].as_py() is None
+
+
+def test_a_batch_without_a_final_newline_or_with_none_at_all():
+    _same_as_general_reader(b'{"service":"a"}\n{"service":"b"}')
+    assert decode_flat(b"").num_rows == 0
+
+
+@pytest.mark.parametrize("line", [
+    '{"service":"a","region_code":"eu"}',  # a field not in the schema
+    '{"service":"a","attributes":{"k":"v"}}',  # a nested value
+    '{"service":["a"]}',
+    '{"service":5}',  # a number where a string belongs
+    '{"status":"200"}',  # a string where a number belongs
+    '{"status":200.5}',  # a fraction in an integer field
+    '{"status":true}',
+    '{"service":"a","service":"b"}',  # the same key twice
+    '{"service":"a\\x"}',  # an escape JSON does not have
+    '{"service":"\\ud800"}',  # half a surrogate pair
+    '{"service":"\\u12"}',
+    '{"service":"a\tb"}',  # a raw control character inside a string
+    '{"service":"a"} trailing',
+    '{"service":"a"',
+    '{"service":"a",}',
+    '{"status":01}',
+    '{"status":-}',
+    '{"status":1e}',
+    '{"status":99999999999999999999999}',  # beyond 64 bits
+    '["service"]',
+    '"service"',
+    '{"serv\\u0069ce":"a"}',  # an escaped key
+    '{"service":nul}',
+])
+def test_anything_else_is_left_to_the_general_reader(line: str):
+    payload = ('{"service":"ok"}\n' + line + "\n").encode()
+    assert decode_flat(payload) is None
+    decoded = decode_ndjson(payload)  # and the general paths still read or reject it as before
+    assert decoded.record_count == 2
+
+
+def test_bytes_that_are_not_utf8_are_left_to_the_general_reader():
+    assert decode_flat(b'{"service":"a\xff"}\n') is None
+    assert decode_flat(b'{"service":"\xc3\xa9"}\n').column("service").to_pylist() == ["é"]
+
+
+def test_unknown_fields_are_still_kept_through_decode_ndjson():
+    payload = json.dumps({"service": "a", "ts": "2026-11-25T06:36:00Z", "tenant": "t1"}).encode() + b"\n"
+    decoded = decode_ndjson(payload)
+    assert decoded.table.column("tenant").to_pylist() == ["t1"]
