@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pyarrow as pa
@@ -103,3 +105,13 @@ def test_unknown_fields_are_still_kept_through_decode_ndjson():
     payload = json.dumps({"service": "a", "ts": "2026-11-25T06:36:00Z", "tenant": "t1"}).encode() + b"\n"
     decoded = decode_ndjson(payload)
     assert decoded.table.column("tenant").to_pylist() == ["t1"]
+
+
+def test_a_process_that_only_encodes_does_not_load_numba():
+    """numba costs a process about 140 MB; load generators and producers only encode."""
+    code = ("import sys, time; from logpipe.simulator.generator import TrafficGenerator; "
+            "from logpipe.transport.wire import encode_ndjson; "
+            "encode_ndjson(TrafficGenerator(seed=1).generate(100, time.time() - 1, time.time())); "
+            "print('numba' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"

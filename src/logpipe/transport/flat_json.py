@@ -3,8 +3,8 @@
 Nearly every batch a producer sends is one flat JSON object per line, holding only the wire
 fields of ``logpipe.events`` with the types they are declared with. Such a batch is scanned
 here once, byte by byte in machine code (numba), into the byte span of every value; the spans
-are then gathered into Arrow buffers column by column. That is about four times cheaper than
-pyarrow's general JSON reader, which was half of the processor's time.
+are then copied into Arrow buffers row by row. That takes less than half the CPU of pyarrow's
+general JSON reader (0.9 against 2.0 us per simulator event), which was half of the processor's.
 
 Anything else (an unknown field, a nested value, a number where a string belongs, a duplicate
 key, an invalid escape, bytes that are not UTF-8, a line that is not an object) makes the whole
@@ -37,7 +37,9 @@ _KEY_SLOT = np.full(_HASH_SLOTS, -1, dtype=np.int32)
 _NULL = -1  # span length of a value that is null or absent
 
 
+@njit(cache=True, nogil=True)
 def _key_hash(length: int, first: int, last: int) -> int:
+    """The slot of a key of this length, first and last byte in ``_KEY_SLOT`` (no two wire fields share one)."""
     return (length * 131 + first * 31 + last) & (_HASH_SLOTS - 1)
 
 
@@ -218,7 +220,7 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
             key_len = at - 1 - key_start
             if key_len <= 0 or key_len >= key_bytes.shape[1]:
                 return _NOT_FLAT, row, starts, lengths, totals, non_ascii
-            slot = key_slot[(key_len * 131 + data[key_start] * 31 + data[at - 2]) & (len(key_slot) - 1)]
+            slot = key_slot[_key_hash(key_len, data[key_start], data[at - 2])]
             if slot < 0 or key_length[slot] != key_len:
                 return _NOT_FLAT, row, starts, lengths, totals, non_ascii
             for k in range(key_len):
@@ -240,7 +242,7 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
             byte = data[at]
             kind = field_kind[slot]
             if byte == 34:
-                if kind != 0:
+                if kind != _KIND_STRING:
                     return _NOT_FLAT, row, starts, lengths, totals, non_ascii
                 flags[0] = 0
                 flags[1] = 0
@@ -263,10 +265,10 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
                     return _NOT_FLAT, row, starts, lengths, totals, non_ascii
                 at += 4
             else:
-                if kind == 0:
+                if kind == _KIND_STRING:
                     return _NOT_FLAT, row, starts, lengths, totals, non_ascii
                 end, integer = _number_end(data, at, size)
-                if end < 0 or (kind == 1 and not integer):
+                if end < 0 or (kind == _KIND_INTEGER and not integer):
                     return _NOT_FLAT, row, starts, lengths, totals, non_ascii
                 starts[row, slot] = at
                 lengths[row, slot] = end - at

@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from logpipe.events import WIRE_FIELDS, Wire
-from logpipe.transport.flat_json import decode_flat
 
 _WIRE_ARROW: dict[Wire, pa.DataType] = {
     Wire.STRING: pa.string(),
@@ -135,6 +134,10 @@ class DecodedBatch:
 
 def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
     """Read an NDJSON payload into Arrow. Unknown fields are kept as extra columns."""
+    # imported here: numba costs a process about 140 MB and half a second, which one that only
+    # encodes (a load generator, `logpipe simulate`, a Kafka producer) need not pay
+    from logpipe.transport.flat_json import decode_flat
+
     flat = decode_flat(payload)
     if flat is not None:
         return DecodedBatch(flat, None, [], flat.num_rows)
