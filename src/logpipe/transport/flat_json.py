@@ -131,6 +131,13 @@ def _string_end(data: np.ndarray, at: int, end: int, flags: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _digits_end(data: np.ndarray, at: int, end: int) -> int:
+    while at < end and 48 <= data[at] <= 57:
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _number_end(data: np.ndarray, at: int, end: int) -> tuple[int, bool]:
     """End of the JSON number starting at ``at`` (-1 if it is not one), and whether it is an integer."""
     if at < end and data[at] == 45:
@@ -140,29 +147,25 @@ def _number_end(data: np.ndarray, at: int, end: int) -> tuple[int, bool]:
     if data[at] == 48:
         at += 1
     elif 49 <= data[at] <= 57:
-        while at < end and 48 <= data[at] <= 57:
-            at += 1
+        at = _digits_end(data, at, end)
     else:
         return -1, True
     integer = True
     if at < end and data[at] == 46:
         integer = False
-        at += 1
-        start = at
-        while at < end and 48 <= data[at] <= 57:
-            at += 1
-        if at == start:
+        fraction = _digits_end(data, at + 1, end)
+        if fraction == at + 1:
             return -1, False
+        at = fraction
     if at < end and (data[at] == 101 or data[at] == 69):
         integer = False
         at += 1
         if at < end and (data[at] == 43 or data[at] == 45):
             at += 1
-        start = at
-        while at < end and 48 <= data[at] <= 57:
-            at += 1
-        if at == start:
+        exponent = _digits_end(data, at, end)
+        if exponent == at:
             return -1, False
+        at = exponent
     return at, integer
 
 
