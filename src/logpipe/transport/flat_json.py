@@ -392,7 +392,7 @@ def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
     max_rows = int(np.count_nonzero(data == 10)) + 1
     outcome, rows, starts, lengths, totals, non_ascii = _scan(
         data, _KEY_SLOT, _KEY_BYTES, _KEY_LENGTH, _FIELD_KIND, max_rows)
-    if outcome != _OK:
+    if outcome != _OK or totals.max(initial=0) > np.iinfo(np.int32).max:  # Arrow strings: 32-bit offsets
         return None
     if non_ascii:
         try:
