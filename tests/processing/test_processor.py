@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -89,3 +91,26 @@ def test_in_process_arrow_buffers_and_bytes_are_joined_line_by_line(paused: Pipe
     assert _normalize_calls() - calls_before == 1
     assert _count(pipeline, "fact_log") == 2 * table.num_rows + 1
     assert _count(pipeline, "dead_letter") == 0
+
+
+def test_the_decoder_is_ready_when_the_processor_starts():
+    """On a fresh machine numba compiles the scanner for seconds: at start, not while a first batch waits."""
+    code = """
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.processor import Processor
+from logpipe.transport import flat_json
+from logpipe.transport.channel import Channel
+
+class Discard:
+    def write(self, batch, token):
+        pass
+
+processor = Processor(Channel(1000), Discard(), Discard(), ProcessorConfig())
+before = len(flat_json._scan.signatures)
+processor.start()
+print(before, len(flat_json._scan.signatures))
+processor.stop()
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["0", "1"]

@@ -43,6 +43,7 @@ from logpipe.processing.normalize import normalize_messages
 from logpipe.processing.processor import Checkpoint, Committer, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
 from logpipe.transport.topics import dlq_topic, subscription_pattern
+from logpipe.transport.wire import prepare_decoder
 from logpipe.warehouse.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class KafkaProcessor:
     # loop ------------------------------------------------------------------------------------------
     def run(self) -> None:
         metrics.name_os_thread()
+        prepare_decoder()  # before joining the group: a first compile would outlast a rebalance
         self.consumer.subscribe([subscription_pattern(self.kafka.topic_prefix)],
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         metrics.COMPONENT_UP.labels(component=COMPONENT).set(1)

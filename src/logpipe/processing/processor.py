@@ -29,7 +29,7 @@ from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
 from logpipe.processing.sink import Sink
 from logpipe.transport.channel import Channel, Envelope, IngestResult
-from logpipe.transport.wire import BadRecord
+from logpipe.transport.wire import BadRecord, prepare_decoder
 from logpipe.warehouse.store import StoreError, classify
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,7 @@ class Processor:
         metrics.register_component("processor")
 
     def start(self) -> None:
+        prepare_decoder()
         self._stop.clear()
         self._committer = Committer("logpipe-committer", self._commit_sealed).start()
         self._thread = threading.Thread(target=self._run, name="logpipe-processor", daemon=True)

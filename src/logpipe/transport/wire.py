@@ -151,6 +151,14 @@ def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
         return _decode_records(payload if isinstance(payload, bytes) else payload.to_pybytes())
 
 
+def prepare_decoder() -> None:
+    """Load the flat-batch scanner (on a fresh machine, compile it: a few seconds, then cached), so that
+    a processor's first batch does not wait for it. Components call this as they start."""
+    from logpipe.transport.flat_json import decode_flat
+
+    decode_flat(b'{"service":"a\\n\\u00e9\\ud83d\\ude00","status":200,"latency_ms":1.5,"message":null}\n')
+
+
 def _as_text(value: object) -> str | None:
     if value is None:
         return None

@@ -26,6 +26,7 @@ from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.source import SOURCE_NAME, KafkaPythonSource
 from logpipe.transport.kafka import KafkaConfig
 from logpipe.transport.topics import dlq_topic, subscription_regex
+from logpipe.transport.wire import prepare_decoder
 from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def run(settings) -> int:
     from logpipe.processing.stage import open_stage_store, stage_health
 
     config = settings.spark()
+    prepare_decoder()  # the driver normalizes each micro-batch
     store = open_stage_store(settings)
     spark = spark_session(config)
     listener = ProgressListener()
