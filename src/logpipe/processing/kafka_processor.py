@@ -279,10 +279,17 @@ class KafkaProcessor:
         self._stop.set()
 
     def flush(self) -> None:
-        """Normalize what was polled and hand it to the committer (commits follow the checkpoint's order)."""
+        """Hand what was polled to the committer thread, which normalizes and writes it in order
+        (commits follow the checkpoint's order), while this thread goes back to polling: normalizing
+        here left the consumer idle for a third of a drain."""
         if not self.polled:
             return
         polled, self.polled = self.polled, Polled()
+        self._raise_commit_failure()
+        self._committer.put(polled)
+
+    def _seal(self, polled: Polled) -> SealedBatch:
+        """Polled messages normalized into what one commit writes: fact rows, dead letters, DLQ messages."""
         with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
             normalized = normalize_messages(pa.array(polled.topics, pa.string()), np.array(polled.partitions),
                                             np.array(polled.offsets), polled.values)
@@ -299,15 +306,15 @@ class KafkaProcessor:
         metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
         metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(normalized.bad))
         dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
-        self._raise_commit_failure()
-        self._committer.put(SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages))
+        return SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages)
 
-    def _write_sealed(self, sealed: SealedBatch) -> None:
+    def _write_sealed(self, polled: Polled) -> None:
         """On the committer thread, in order; after a failure it writes none (a later batch's offsets
         would acknowledge the failed one's) and the consumer thread raises it."""
         if self._commit_failure is not None:
             return
         try:
+            sealed = self._seal(polled)
             self.checkpoint.write(sealed.batch, sealed.tokens, sealed.dead_token, sealed.dlq_messages)
             self._written.put(sealed.next_offsets)
         except Exception as exc:  # handed to the consumer thread, which raises it
