@@ -21,14 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
-from logpipe.events import WIRE_FIELDS, Wire
+from logpipe.transport.wire import WIRE_SCHEMA
 
 _KIND_STRING, _KIND_INTEGER, _KIND_NUMBER = 0, 1, 2
-_KINDS = {Wire.STRING: _KIND_STRING, Wire.TIMESTAMP: _KIND_STRING, Wire.INTEGER: _KIND_INTEGER,
-          Wire.NUMBER: _KIND_NUMBER}
-_ARROW = {_KIND_STRING: pa.string(), _KIND_INTEGER: pa.int64(), _KIND_NUMBER: pa.float64()}
-_NAMES = [f.name for f in WIRE_FIELDS]
-_FIELD_KIND = np.array([_KINDS[f.wire] for f in WIRE_FIELDS], dtype=np.int8)
+_KIND_OF_TYPE = {pa.string(): _KIND_STRING, pa.int64(): _KIND_INTEGER, pa.float64(): _KIND_NUMBER}
+_NAMES = WIRE_SCHEMA.names
+_FIELD_KIND = np.array([_KIND_OF_TYPE[f.type] for f in WIRE_SCHEMA], dtype=np.int8)
 _MAX_KEY = 32
 _KEY_BYTES = np.zeros((len(_NAMES), _MAX_KEY), dtype=np.uint8)
 _KEY_LENGTH = np.array([len(name) for name in _NAMES], dtype=np.int32)
@@ -52,8 +50,8 @@ for _index, _name in enumerate(_NAMES):
 
 # Bytes that stand for themselves inside a JSON string (not a quote, backslash, control or non-ASCII).
 _PLAIN = np.array([32 <= b < 128 and b not in (34, 92) for b in range(256)], dtype=np.bool_)
-# Outcomes of the scan; anything but _OK sends the batch to the general reader.
-_OK, _NOT_FLAT = 0, 1
+# What the scan returns instead of a row count for a batch it leaves to the general reader.
+_NOT_FLAT = -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -171,17 +169,14 @@ def _number_end(data: np.ndarray, at: int, end: int) -> tuple[int, bool]:
 
 @njit(cache=True, nogil=True)
 def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_length: np.ndarray,
-          field_kind: np.ndarray, max_rows: int):
-    """Every line's values as (start, length) per field, length _NULL where null or absent.
-    Returns (outcome, rows, starts, lengths, totals, non_ascii); a start is -(start + 1) where the
-    string holds an escape."""
-    n_fields = len(field_kind)
-    starts = np.zeros((max_rows, n_fields), dtype=np.int32)
-    lengths = np.full((max_rows, n_fields), _NULL, dtype=np.int32)
-    totals = np.zeros(n_fields, dtype=np.int64)  # per field: bytes of its values once unescaped
+          field_kind: np.ndarray, starts: np.ndarray, lengths: np.ndarray, totals: np.ndarray,
+          non_ascii: np.ndarray) -> int:
+    """Every line's values as (start, length) per field into starts/lengths[row, field] (lengths filled
+    with _NULL beforehand: it stays where a value is null or absent; a start is -(start + 1) where the
+    string holds an escape), the bytes of each field's values once unescaped into totals, and
+    non_ascii[0] set when some string holds a non-ASCII byte. Returns the number of rows, or _NOT_FLAT."""
     flags = np.zeros(2, dtype=np.uint8)
     no_output = np.empty(0, dtype=np.uint8)  # _unescape only measures
-    non_ascii = False
     size = len(data)
     row = 0
     at = 0
@@ -194,7 +189,7 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
             at += 1
             continue
         if data[at] != 123:
-            return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+            return _NOT_FLAT
         at += 1
         seen = np.uint64(0)
         first = True
@@ -202,56 +197,56 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
             while at < size and _is_space(data[at]):
                 at += 1
             if at >= size:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             if data[at] == 125:
                 at += 1
                 break
             if not first:
                 if data[at] != 44:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 at += 1
                 while at < size and _is_space(data[at]):
                     at += 1
             first = False
             if at >= size or data[at] != 34:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             key_start = at + 1
             flags[0] = 0
             at = _string_end(data, key_start, size, flags)
             if at < 0 or flags[0]:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             key_len = at - 1 - key_start
             if key_len <= 0 or key_len >= key_bytes.shape[1]:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             slot = key_slot[_key_hash(key_len, data[key_start], data[at - 2])]
             if slot < 0 or key_length[slot] != key_len:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             for k in range(key_len):
                 if data[key_start + k] != key_bytes[slot, k]:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
             bit = np.uint64(1) << np.uint64(slot)
             if seen & bit:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             seen |= bit
             while at < size and _is_space(data[at]):
                 at += 1
             if at >= size or data[at] != 58:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             at += 1
             while at < size and _is_space(data[at]):
                 at += 1
             if at >= size:
-                return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                return _NOT_FLAT
             byte = data[at]
             kind = field_kind[slot]
             if byte == 34:
                 if kind != _KIND_STRING:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 flags[0] = 0
                 flags[1] = 0
                 end = _string_end(data, at + 1, size, flags)
                 if end < 0:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 length = end - 1 - (at + 1)
                 lengths[row, slot] = length
                 if flags[0]:
@@ -261,18 +256,18 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
                     starts[row, slot] = at + 1
                     totals[slot] += length
                 if flags[1]:
-                    non_ascii = True
+                    non_ascii[0] = True
                 at = end
             elif byte == 110:
                 if at + 4 > size or data[at + 1] != 117 or data[at + 2] != 108 or data[at + 3] != 108:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 at += 4
             else:
                 if kind == _KIND_STRING:
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 end, integer = _number_end(data, at, size)
                 if end < 0 or (kind == _KIND_INTEGER and not integer):
-                    return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+                    return _NOT_FLAT
                 starts[row, slot] = at
                 lengths[row, slot] = end - at
                 totals[slot] += end - at
@@ -280,10 +275,10 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
         while at < size and _is_space(data[at]):
             at += 1
         if at < size and data[at] != 10:  # something after the object on its line
-            return _NOT_FLAT, row, starts, lengths, totals, non_ascii
+            return _NOT_FLAT
         row += 1
         at += 1
-    return _OK, row, starts, lengths, totals, non_ascii
+    return row
 
 
 @njit(cache=True, nogil=True)
@@ -357,21 +352,27 @@ def _unescape(data: np.ndarray, start: int, length: int, out: np.ndarray, at: in
 @njit(cache=True, nogil=True)
 def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rows: int, totals: np.ndarray):
     """Every field's values as Arrow string buffers: (offsets[field, row], bytes, where each field's
-    bytes begin). Row by row, so that each line is read from memory once for all its fields (field by
-    field, every value would be a cache miss of its own: the batch is far larger than the caches)."""
+    bytes begin, valid[field, row], nulls per field). Row by row, so that each line is read from memory
+    once for all its fields (field by field, every value would be a cache miss of its own: the batch is
+    far larger than the caches)."""
     n_fields = starts.shape[1]
     base = np.zeros(n_fields + 1, dtype=np.int64)
     for field in range(n_fields):
         base[field + 1] = base[field] + totals[field]
     out = np.empty(base[n_fields], dtype=np.uint8)
     offsets = np.empty((n_fields, rows + 1), dtype=np.int32)
+    valid = np.empty((n_fields, rows), dtype=np.bool_)
+    nulls = np.zeros(n_fields, dtype=np.int64)
     cursor = base[:n_fields].copy()
     for row in range(rows):
         for field in range(n_fields):
             at = cursor[field]
             offsets[field, row] = at - base[field]
             length = lengths[row, field]
-            if length > 0:
+            valid[field, row] = length != _NULL
+            if length == _NULL:
+                nulls[field] += 1
+            elif length > 0:
                 start = starts[row, field]
                 if start < 0:  # an escaped string
                     at = _unescape(data, -start - 1, length, out, at, True)
@@ -382,7 +383,7 @@ def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rows: int
                 cursor[field] = at
     for field in range(n_fields):
         offsets[field, rows] = cursor[field] - base[field]
-    return offsets, out, base
+    return offsets, out, base, valid, nulls
 
 
 def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
@@ -390,30 +391,30 @@ def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
     line is not a flat object of known fields with their declared types."""
     data = np.frombuffer(payload, dtype=np.uint8)
     max_rows = int(np.count_nonzero(data == 10)) + 1
-    outcome, rows, starts, lengths, totals, non_ascii = _scan(
-        data, _KEY_SLOT, _KEY_BYTES, _KEY_LENGTH, _FIELD_KIND, max_rows)
-    if outcome != _OK or totals.max(initial=0) > np.iinfo(np.int32).max:  # Arrow strings: 32-bit offsets
+    starts = np.zeros((max_rows, len(_NAMES)), dtype=np.int32)
+    lengths = np.full((max_rows, len(_NAMES)), _NULL, dtype=np.int32)
+    totals = np.zeros(len(_NAMES), dtype=np.int64)
+    non_ascii = np.zeros(1, dtype=np.bool_)
+    rows = _scan(data, _KEY_SLOT, _KEY_BYTES, _KEY_LENGTH, _FIELD_KIND, starts, lengths, totals, non_ascii)
+    if rows == _NOT_FLAT or totals.max(initial=0) > np.iinfo(np.int32).max:  # Arrow strings: 32-bit offsets
         return None
-    if non_ascii:
+    if non_ascii[0]:
         try:
             codecs.decode(memoryview(payload), "utf-8")
         except UnicodeDecodeError:
             return None  # the general reader keeps the batch's bytes as they are
-    offsets, values, base = _gather(data, starts, lengths, rows, totals)
+    offsets, values, base, valid, nulls = _gather(data, starts, lengths, rows, totals)
     values = pa.py_buffer(values)
     columns = []
-    for field in range(len(_NAMES)):
-        valid = lengths[:rows, field] != _NULL
-        nulls = rows - int(np.count_nonzero(valid))
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    for field, wire in enumerate(WIRE_SCHEMA):
+        bitmap = pa.py_buffer(np.packbits(valid[field], bitorder="little")) if nulls[field] else None
         text = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets[field]),
                                            values.slice(int(base[field]), int(base[field + 1] - base[field])),
-                                           bitmap, nulls)
-        kind = int(_FIELD_KIND[field])
-        if kind != _KIND_STRING:
+                                           bitmap, int(nulls[field]))
+        if wire.type != pa.string():
             try:
-                text = pc.cast(text, _ARROW[kind])
+                text = pc.cast(text, wire.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. an integer beyond 64 bits
                 return None
         columns.append(text)
-    return pa.table(columns, names=_NAMES)
+    return pa.table(columns, schema=WIRE_SCHEMA)
