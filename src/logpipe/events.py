@@ -36,6 +36,9 @@ class FactField:
 
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
+# LowCardinality columns travel as Arrow dictionaries: the processor normalizes each distinct value
+# once, and ClickHouse takes the dictionary as its own instead of hashing every row's string.
+CATEGORY_TYPE = pa.dictionary(pa.int32(), pa.string())
 
 FACT_FIELDS: tuple[FactField, ...] = (
     FactField("event_id", pa.string(), "String", Wire.STRING,
@@ -44,29 +47,30 @@ FACT_FIELDS: tuple[FactField, ...] = (
               "Event time (UTC).", required=True),
     FactField("ingest_ts", TS_TYPE, "DateTime64(3, 'UTC')", Wire.NONE,
               "When the processor normalized the event."),
-    FactField("service", pa.string(), "LowCardinality(String)", Wire.STRING,
+    FactField("service", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
               "Emitting service, lower-cased (auth, order, payment, notify, ...).", required=True),
-    FactField("kind", pa.string(), "LowCardinality(String)", Wire.STRING,
+    FactField("kind", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
               "request or app_error; derived from status and level when absent."),
-    FactField("level", pa.string(), "LowCardinality(String)", Wire.STRING,
+    FactField("level", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
               "DEBUG, INFO, WARN, ERROR or FATAL; derived from status when absent."),
-    FactField("method", pa.string(), "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased."),
-    FactField("endpoint", pa.string(), "LowCardinality(String)", Wire.STRING, "Route template, e.g. /v1/orders/{id}."),
+    FactField("method", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased."),
+    FactField("endpoint", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
+              "Route template, e.g. /v1/orders/{id}."),
     FactField("status", pa.uint16(), "UInt16", Wire.INTEGER, "HTTP status 100-599; 0 for non-request logs."),
     FactField("latency_ms", pa.float32(), "Float32", Wire.NUMBER, "Request latency in milliseconds, >= 0."),
     FactField("bytes", pa.uint64(), "UInt64", Wire.INTEGER, "Response size in bytes."),
     FactField("user_id", pa.string(), "String", Wire.STRING, "End user id."),
     FactField("trace_id", pa.string(), "String", Wire.STRING, "Distributed trace id."),
     FactField("client_ip", pa.string(), "String", Wire.STRING, "Client IP address."),
-    FactField("host", pa.string(), "LowCardinality(String)", Wire.STRING, "Host or pod that served the request."),
-    FactField("region", pa.string(), "LowCardinality(String)", Wire.STRING, "Deployment region."),
-    FactField("error_code", pa.string(), "LowCardinality(String)", Wire.STRING, "Application error code, if any."),
+    FactField("host", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Host or pod that served the request."),
+    FactField("region", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Deployment region."),
+    FactField("error_code", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Application error code, if any."),
     FactField("message", pa.string(), "String", Wire.STRING, "Log message; may hold a multi-line stack trace."),
     FactField("attributes", pa.map_(pa.string(), pa.string()), "Map(String, String)", Wire.OBJECT,
               "Fields not in this schema, kept as strings."),
-    FactField("source", pa.string(), "LowCardinality(String)", Wire.NONE,
+    FactField("source", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE,
               "Where the event entered logpipe: simulator, http or kafka."),
-    FactField("topic", pa.string(), "LowCardinality(String)", Wire.NONE, "Kafka topic; empty without Kafka."),
+    FactField("topic", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE, "Kafka topic; empty without Kafka."),
     FactField("partition", pa.int32(), "Int32", Wire.NONE, "Kafka partition; -1 without Kafka."),
     FactField("offset", pa.int64(), "Int64", Wire.NONE, "Kafka offset; -1 without Kafka."),
 )

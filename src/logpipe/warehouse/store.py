@@ -79,6 +79,14 @@ def memory_spool_available() -> bool:
     return hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
+def _one_dictionary_per_field(data: pa.Table) -> pa.Table:
+    """An IPC file holds one dictionary per field, and batches normalized apart, then concatenated
+    into one insert, each bring their own."""
+    if any(column.num_chunks > 1 and pa.types.is_dictionary(column.type) for column in data.columns):
+        return data.unify_dictionaries()
+    return data
+
+
 @contextmanager
 def spooled_arrow(data: pa.Table) -> Iterator[str]:
     """The path of an Arrow IPC file holding ``data``, for the engine to read within the block.
@@ -96,7 +104,7 @@ def spooled_arrow(data: pa.Table) -> Iterator[str]:
     try:
         try:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                writer.write_table(data)
+                writer.write_table(_one_dictionary_per_field(data))
         except OSError as exc:  # out of memory or disk, say: worth retrying once there is room
             raise StoreError(f"spooling the batch for the engine failed: {exc}", None, True) from exc
         yield path
