@@ -104,6 +104,30 @@ def test_simulated_batches_round_trip_through_the_wire_format():
         assert result.facts[name].to_pylist() == table[name].to_pylist(), name
 
 
+def test_low_cardinality_fields_come_out_as_dictionaries_of_their_normalized_distinct_values():
+    records = [{"ts": "2026-01-02T03:04:05Z", "service": " Auth", "level": "warning", "method": "get"},
+               {"ts": "2026-01-02T03:04:05Z", "service": "auth ", "level": "WARN", "method": "GET"},
+               {"ts": "2026-01-02T03:04:05Z", "service": "AUTH", "status": 503, "method": None},
+               {"ts": "2026-01-02T03:04:05Z", "service": "order", "level": "bogus"},
+               {"ts": "2026-01-02T03:04:05Z", "service": "order", "level": "  ", "status": 404}]
+    payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    result = normalize_messages(pa.array(["logs.auth", "logs.auth", "logs.auth", "logs.order", "logs.order"]),
+                                np.zeros(5), np.arange(5), payload.split(b"\n")[:5])
+    facts = result.facts
+    assert facts.schema == FACT_SCHEMA
+    assert [(b.index, b.reason.split(" (")[0]) for b in result.bad] == [(3, "level: not one of DEBUG, INFO, "
+                                                                          "WARN, ERROR, FATAL")]
+    assert facts["service"].to_pylist() == ["auth", "auth", "auth", "order"]
+    assert facts["level"].to_pylist() == ["WARN", "WARN", "ERROR", "WARN"]  # alias, derived from status
+    assert facts["method"].to_pylist() == ["GET", "GET", "", ""]
+    assert facts["topic"].to_pylist() == ["logs.auth", "logs.auth", "logs.auth", "logs.order"]
+    assert facts["source"].to_pylist() == ["kafka"] * 4
+    for name in ("service", "method", "level"):  # one entry per distinct value, however it was sent
+        dictionary = facts[name].chunk(0).dictionary.to_pylist()
+        assert len(dictionary) == len(set(dictionary)), (name, dictionary)
+    assert sorted(facts["service"].chunk(0).dictionary.to_pylist()) == ["auth", "order"]
+
+
 def test_sub_millisecond_and_impossible_iso_timestamps_reject_only_their_own_row():
     values = pa.array([b'{"ts": "2026-11-25T10:00:00.123456+00:00", "service": "auth"}',
                        b'{"ts": "2026-13-45T10:00:00Z", "service": "auth"}',

@@ -30,6 +30,12 @@ def test_fact_log_ddl_equals_the_event_model(store):
     assert _columns(store, "fact_log") == [(f.name, f.clickhouse) for f in FACT_FIELDS]
 
 
+def test_low_cardinality_columns_are_arrow_dictionaries_in_the_fact_schema():
+    for field in FACT_FIELDS:
+        is_dictionary = pa.types.is_dictionary(FACT_SCHEMA.field(field.name).type)
+        assert is_dictionary == field.clickhouse.startswith("LowCardinality"), field.name
+
+
 def test_dead_letter_ddl_equals_the_model(store):
     assert _columns(store, "dead_letter") == [(name, ch) for name, _, ch in DEAD_LETTER_FIELDS]
 
@@ -90,6 +96,21 @@ def test_a_steady_stream_of_inserts_keeps_the_active_parts_few(store):
                                        "AND table = 'fact_log' AND active", {"db": store.database}))
     assert store.scalar(f"SELECT count() FROM {store.database}.fact_log") == 300 * facts.num_rows
     assert max(counts) < 150, counts
+
+
+def test_batches_normalized_apart_insert_as_one_with_every_value_in_place(store):
+    """Each normalized batch has dictionaries of its own (other services first, other hosts); the
+    processor concatenates several into one insert, and an IPC file holds one dictionary per field."""
+    first, second = _facts(3_000, seed=4), _facts(3_000, seed=5)
+    second = second.take(pa.array(range(second.num_rows - 1, -1, -1)))  # another order of first appearance
+    both = pa.concat_tables([first, second])
+    assert first["host"].chunk(0).dictionary != second["host"].chunk(0).dictionary
+    store.insert("fact_log", both, "two-batches")
+    columns = "event_id, service, kind, level, method, endpoint, host, region, error_code, source, topic"
+    stored = store.query_rows(f"SELECT {columns} FROM {store.database}.fact_log ORDER BY event_id")[1]
+    names = columns.split(", ")
+    expected = sorted(tuple(row[name] for name in names) for row in both.select(names).to_pylist())
+    assert stored == expected
 
 
 def test_rollup_agrees_with_raw_rows(store):
