@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -59,6 +60,35 @@ def test_escapes_unicode_nulls_absent_fields_and_spacing():
     assert flat.column("service")[3].as_py() is None
 
 
+def _random_string(rng: random.Random) -> str:
+    pieces = ["a", "Z", "7", " ", '"', "\\", "/", "\n", "\t", "\x01", "é", "€", "😀", "{", ":", ","]
+    weights = [30, 10, 10, 8, 3, 3, 2, 2, 1, 1, 2, 1, 1, 2, 2, 2]
+    return "".join(rng.choices(pieces, weights, k=rng.choice([0, 1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 40])))
+
+
+def test_random_lines_at_every_alignment_and_in_any_field_order_decode_as_the_general_reader():
+    """The scan reads eight bytes at a time and predicts each line's next key from the line before;
+    values of every length at every offset, keys in shifting orders and subsets, and a batch that
+    ends at every offset of a word must still read exactly as pyarrow's reader reads them."""
+    rng = random.Random(8)
+    strings = [n for n, t in zip(WIRE_SCHEMA.names, WIRE_SCHEMA.types, strict=True) if t == pa.string()]
+    lines = []
+    for i in range(600):
+        fields = rng.sample(strings, rng.randint(0, len(strings))) if i % 3 else strings  # runs of one order
+        record = {name: _random_string(rng) for name in fields}
+        if rng.random() < 0.3:
+            record["status"] = rng.choice([0, 200, 503, None])
+        if rng.random() < 0.3:
+            record["latency_ms"] = rng.choice([0.5, 12, -3.25e2])
+        text = json.dumps(record, ensure_ascii=rng.random() < 0.5)
+        lines.append(text if rng.random() < 0.8 else text.replace(", ", ",").replace(": ", ":"))
+    payload = ("\n".join(lines) + "\n").encode()
+    _same_as_general_reader(payload)
+    for cut in range(1, 17):  # the last line ends at every offset of the last word
+        _same_as_general_reader(b'{"message":"' + b"m" * cut + b'"}')
+        _same_as_general_reader(b'{"service":"s","host":"' + b"h" * cut + b'","region":"r"}\n')
+
+
 def test_a_batch_without_a_final_newline_or_with_none_at_all():
     _same_as_general_reader(b'{"service":"a"}\n{"service":"b"}')
     assert decode_flat(b"").num_rows == 0
@@ -94,6 +124,24 @@ def test_anything_else_is_left_to_the_general_reader(line: str):
     assert decode_flat(payload) is None
     decoded = decode_ndjson(payload)  # and the general paths still read or reject it as before
     assert decoded.record_count == 2
+
+
+@pytest.mark.parametrize(("known", "unknown", "value"), [
+    ("latency_ms", "latency_mx", "1"), ("client_ip", "client_iq", '"x"'), ("endpoint", "endpoints", '"x"'),
+    ("trace_id", "trace_ie", '"x"'), ("user_id", "user_i", '"x"'), ("host", "hosT", '"x"')])
+def test_a_key_like_the_one_the_line_before_predicts_is_not_taken_for_it(known: str, unknown: str, value: str):
+    line = '{{"service":"a","{}":{}}}\n'
+    payload = (line.format(known, value) * 2 + line.format(unknown, value) + line.format(known, value) * 2).encode()
+    assert decode_flat(payload) is None
+    assert decode_flat((line.format(known, value) * 5).encode()).num_rows == 5
+
+
+@pytest.mark.parametrize("offset", range(17))
+def test_a_raw_control_character_or_invalid_utf8_anywhere_in_a_long_string_is_declined(offset: int):
+    for bad in (b"\x01", b"\t", b"\xff", b"\xc3"):
+        assert decode_flat(b'{"message":"' + b"x" * offset + bad + b"y" * 20 + b'"}\n') is None, (offset, bad)
+    text = "x" * offset + "é" + "y" * 20
+    assert decode_flat(json.dumps({"message": text}, ensure_ascii=False).encode()).column("message")[0].as_py() == text
 
 
 def test_bytes_that_are_not_utf8_are_left_to_the_general_reader():

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from logpipe.transport.wire import WIRE_SCHEMA
 
@@ -33,6 +34,7 @@ _KEY_LENGTH = np.array([len(name) for name in _NAMES], dtype=np.int32)
 _HASH_SLOTS = 1024
 _KEY_SLOT = np.full(_HASH_SLOTS, -1, dtype=np.int32)
 _NULL = -1  # span length of a value that is null or absent
+_SLACK = 8  # bytes after each field's values in the output, where the last word copied can run over
 
 
 @njit(cache=True, nogil=True)
@@ -50,6 +52,38 @@ for _index, _name in enumerate(_NAMES):
 
 # Bytes that stand for themselves inside a JSON string (not a quote, backslash, control or non-ASCII).
 _PLAIN = np.array([32 <= b < 128 and b not in (34, 92) for b in range(256)], dtype=np.bool_)
+# Eight bytes at a time (SWAR): a word has a byte equal to b when (w ^ b*ONES) has a zero byte, and a
+# zero byte when (w - ONES) & ~w & HIGHS is not zero.
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x22 * 0x0101010101010101)
+_BACKSLASHES = np.uint64(0x5C * 0x0101010101010101)
+_SPACES = np.uint64(0x20 * 0x0101010101010101)
+# Each key with its closing quote as two little-endian words and masks, for matching a line's next
+# key against the one that followed the previous key last time: one or two word compares.
+_KEY_PATTERN = np.zeros((len(_NAMES), 2), dtype=np.uint64)
+_KEY_MASK = np.zeros((len(_NAMES), 2), dtype=np.uint64)
+for _index, _name in enumerate(_NAMES):
+    _pattern = (_name.encode() + b'"').ljust(16, b"\0")
+    _mask = (b"\xff" * (len(_name) + 1)).ljust(16, b"\0")
+    assert len(_name) + 1 <= 16, f"wire field name {_name!r} is too long to match in two words"
+    _KEY_PATTERN[_index] = np.frombuffer(_pattern, dtype="<u8")
+    _KEY_MASK[_index] = np.frombuffer(_mask, dtype="<u8")
+
+
+def _words(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """A view in which words[i & 7, i >> 3] is the eight bytes starting at byte i, and the first i
+    past the view (every i below it reads inside ``data``)."""
+    count = max((len(data) - 7) // 8, 0)
+    return np.ndarray((8, count), dtype=np.uint64, buffer=data, strides=(1, 8)), 8 * count
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _special_in(word: np.uint64) -> np.uint64:
+    """Not zero when some byte of the word is a quote, a backslash, a control character or non-ASCII."""
+    quotes = word ^ _QUOTES
+    backslashes = word ^ _BACKSLASHES
+    return (((quotes - _ONES) & ~quotes) | ((backslashes - _ONES) & ~backslashes) | (word - _SPACES) | word) & _HIGHS
 # What the scan returns instead of a row count for a batch it leaves to the general reader.
 _NOT_FLAT = -1
 
@@ -85,10 +119,16 @@ def _code_unit(data: np.ndarray, at: int, end: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _string_end(data: np.ndarray, at: int, end: int, flags: np.ndarray) -> int:
+def _string_end(data: np.ndarray, words: np.ndarray, word_end: int, at: int, end: int, flags: np.ndarray) -> int:
     """Position just past the closing quote of the string whose content starts at ``at``, or -1.
     flags[0] is set when the string holds an escape, flags[1] when it holds a non-ASCII byte."""
     while at < end:
+        while at < word_end:
+            special = _special_in(words[at & 7, at >> 3])
+            if special:  # its lowest flag is the first special byte (false flags only follow a true one)
+                at += np.int64(trailing_zeros(special)) >> 3
+                break
+            at += 8
         while at < end and _PLAIN[data[at]]:
             at += 1
         if at >= end:
@@ -168,15 +208,25 @@ def _number_end(data: np.ndarray, at: int, end: int) -> tuple[int, bool]:
 
 
 @njit(cache=True, nogil=True)
-def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_length: np.ndarray,
-          field_kind: np.ndarray, starts: np.ndarray, lengths: np.ndarray, totals: np.ndarray,
-          non_ascii: np.ndarray) -> int:
+def _newlines(data: np.ndarray) -> int:
+    """Counted in one vectorized loop (``np.count_nonzero(data == 10)`` first allocates a batch-sized mask)."""
+    count = 0
+    for byte in data:
+        count += byte == 10
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _scan(data: np.ndarray, words: np.ndarray, word_end: int, key_slot: np.ndarray, key_bytes: np.ndarray,
+          key_length: np.ndarray, key_pattern: np.ndarray, key_mask: np.ndarray, field_kind: np.ndarray,
+          starts: np.ndarray, lengths: np.ndarray, totals: np.ndarray, non_ascii: np.ndarray) -> int:
     """Every line's values as (start, length) per field into starts/lengths[row, field] (lengths filled
     with _NULL beforehand: it stays where a value is null or absent; a start is -(start + 1) where the
     string holds an escape), the bytes of each field's values once unescaped into totals, and
     non_ascii[0] set when some string holds a non-ASCII byte. Returns the number of rows, or _NOT_FLAT."""
     flags = np.zeros(2, dtype=np.uint8)
     no_output = np.empty(0, dtype=np.uint8)  # _unescape only measures
+    follows = np.full(key_length.shape[0] + 1, -1, dtype=np.int32)  # [previous key + 1]: the key after it
     size = len(data)
     row = 0
     at = 0
@@ -193,6 +243,7 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
         at += 1
         seen = np.uint64(0)
         first = True
+        previous = -1
         while True:
             while at < size and _is_space(data[at]):
                 at += 1
@@ -211,19 +262,27 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
             if at >= size or data[at] != 34:
                 return _NOT_FLAT
             key_start = at + 1
-            flags[0] = 0
-            at = _string_end(data, key_start, size, flags)
-            if at < 0 or flags[0]:
-                return _NOT_FLAT
-            key_len = at - 1 - key_start
-            if key_len <= 0 or key_len >= key_bytes.shape[1]:
-                return _NOT_FLAT
-            slot = key_slot[_key_hash(key_len, data[key_start], data[at - 2])]
-            if slot < 0 or key_length[slot] != key_len:
-                return _NOT_FLAT
-            for k in range(key_len):
-                if data[key_start + k] != key_bytes[slot, k]:
+            slot = follows[previous + 1]
+            if (slot >= 0 and key_start + 8 < word_end
+                    and words[key_start & 7, key_start >> 3] & key_mask[slot, 0] == key_pattern[slot, 0]
+                    and words[(key_start + 8) & 7, (key_start + 8) >> 3] & key_mask[slot, 1] == key_pattern[slot, 1]):
+                at = key_start + key_length[slot] + 1
+            else:
+                flags[0] = 0
+                at = _string_end(data, words, word_end, key_start, size, flags)
+                if at < 0 or flags[0]:
                     return _NOT_FLAT
+                key_len = at - 1 - key_start
+                if key_len <= 0 or key_len >= key_bytes.shape[1]:
+                    return _NOT_FLAT
+                slot = key_slot[_key_hash(key_len, data[key_start], data[at - 2])]
+                if slot < 0 or key_length[slot] != key_len:
+                    return _NOT_FLAT
+                for k in range(key_len):
+                    if data[key_start + k] != key_bytes[slot, k]:
+                        return _NOT_FLAT
+                follows[previous + 1] = slot
+            previous = slot
             bit = np.uint64(1) << np.uint64(slot)
             if seen & bit:
                 return _NOT_FLAT
@@ -244,7 +303,7 @@ def _scan(data: np.ndarray, key_slot: np.ndarray, key_bytes: np.ndarray, key_len
                     return _NOT_FLAT
                 flags[0] = 0
                 flags[1] = 0
-                end = _string_end(data, at + 1, size, flags)
+                end = _string_end(data, words, word_end, at + 1, size, flags)
                 if end < 0:
                     return _NOT_FLAT
                 length = end - 1 - (at + 1)
@@ -350,16 +409,14 @@ def _unescape(data: np.ndarray, start: int, length: int, out: np.ndarray, at: in
 
 
 @njit(cache=True, nogil=True)
-def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rows: int, totals: np.ndarray):
-    """Every field's values as Arrow string buffers: (offsets[field, row], bytes, where each field's
-    bytes begin, valid[field, row], nulls per field). Row by row, so that each line is read from memory
-    once for all its fields (field by field, every value would be a cache miss of its own: the batch is
-    far larger than the caches)."""
+def _gather(data: np.ndarray, words: np.ndarray, word_end: int, starts: np.ndarray, lengths: np.ndarray,
+            rows: int, base: np.ndarray, out: np.ndarray, out_words: np.ndarray, out_word_end: int):
+    """Every field's values into ``out`` from base[field] on, as Arrow string buffers: (offsets[field,
+    row], valid[field, row], nulls per field). Row by row, so that each line is read from memory once
+    for all its fields (field by field, every value would be a cache miss of its own: the batch is far
+    larger than the caches). Values are copied eight bytes at a time; a value's last word can run
+    past it, into the place of the field's next value (written after it) or the field's slack."""
     n_fields = starts.shape[1]
-    base = np.zeros(n_fields + 1, dtype=np.int64)
-    for field in range(n_fields):
-        base[field + 1] = base[field] + totals[field]
-    out = np.empty(base[n_fields], dtype=np.uint8)
     offsets = np.empty((n_fields, rows + 1), dtype=np.int32)
     valid = np.empty((n_fields, rows), dtype=np.bool_)
     nulls = np.zeros(n_fields, dtype=np.int64)
@@ -377,25 +434,32 @@ def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rows: int
                 if start < 0:  # an escaped string
                     at = _unescape(data, -start - 1, length, out, at, True)
                 else:
-                    for k in range(length):
+                    k = 0
+                    while k < length and start + k < word_end and at + k < out_word_end:
+                        out_words[(at + k) & 7, (at + k) >> 3] = words[(start + k) & 7, (start + k) >> 3]
+                        k += 8
+                    while k < length:
                         out[at + k] = data[start + k]
+                        k += 1
                     at += length
                 cursor[field] = at
     for field in range(n_fields):
         offsets[field, rows] = cursor[field] - base[field]
-    return offsets, out, base, valid, nulls
+    return offsets, valid, nulls
 
 
 def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
     """The batch as a table of the wire fields (``transport.wire.WIRE_SCHEMA``), or None when some
     line is not a flat object of known fields with their declared types."""
     data = np.frombuffer(payload, dtype=np.uint8)
-    max_rows = int(np.count_nonzero(data == 10)) + 1
+    words, word_end = _words(data)
+    max_rows = _newlines(data) + 1
     starts = np.zeros((max_rows, len(_NAMES)), dtype=np.int32)
     lengths = np.full((max_rows, len(_NAMES)), _NULL, dtype=np.int32)
     totals = np.zeros(len(_NAMES), dtype=np.int64)
     non_ascii = np.zeros(1, dtype=np.bool_)
-    rows = _scan(data, _KEY_SLOT, _KEY_BYTES, _KEY_LENGTH, _FIELD_KIND, starts, lengths, totals, non_ascii)
+    rows = _scan(data, words, word_end, _KEY_SLOT, _KEY_BYTES, _KEY_LENGTH, _KEY_PATTERN, _KEY_MASK, _FIELD_KIND,
+                 starts, lengths, totals, non_ascii)
     if rows == _NOT_FLAT or totals.max(initial=0) > np.iinfo(np.int32).max:  # Arrow strings: 32-bit offsets
         return None
     if non_ascii[0]:
@@ -403,13 +467,16 @@ def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
             codecs.decode(memoryview(payload), "utf-8")
         except UnicodeDecodeError:
             return None  # the general reader keeps the batch's bytes as they are
-    offsets, values, base, valid, nulls = _gather(data, starts, lengths, rows, totals)
-    values = pa.py_buffer(values)
+    base = np.concatenate([[0], np.cumsum(totals + _SLACK)])  # each field's values, then its slack
+    out = np.empty(int(base[-1]), dtype=np.uint8)
+    out_words, out_word_end = _words(out)
+    offsets, valid, nulls = _gather(data, words, word_end, starts, lengths, rows, base, out, out_words, out_word_end)
+    values = pa.py_buffer(out)
     columns = []
     for field, wire in enumerate(WIRE_SCHEMA):
         bitmap = pa.py_buffer(np.packbits(valid[field], bitorder="little")) if nulls[field] else None
         text = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets[field]),
-                                           values.slice(int(base[field]), int(base[field + 1] - base[field])),
+                                           values.slice(int(base[field]), int(totals[field])),
                                            bitmap, int(nulls[field]))
         if wire.type != pa.string():
             try:
