@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -37,3 +38,30 @@ def test_cpu_is_told_apart_per_named_thread_and_per_process():
     assert 0.75 <= usage.cpu_s["a child"] <= 1.2
     assert usage.peak_rss_mb["a child"] >= 64
     assert usage.pipeline_peak_rss_mb == usage.peak_rss_mb["this process"]  # the child is not the pipeline's
+
+
+def test_a_logpipe_thread_that_chdb_renames_keeps_its_cpu():
+    """chdb names a thread that runs a query "Unknown"; a committer inserting as the run ends is
+    still the committer's CPU, not the engine's."""
+    monitor = ResourceMonitor(interval_s=0.05)
+    monitor.watch("this process", os.getpid())
+    monitor.start()
+
+    def insert_like_chdb() -> None:
+        metrics.name_os_thread()
+        time.sleep(0.2)  # sampled under its own name
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b"Unknown"), 0, 0, 0)  # what chdb does
+        _spin_unnamed(0.5)
+
+    thread = threading.Thread(target=insert_like_chdb, name="logpipe-committer")
+    thread.start()
+    thread.join()
+    usage = monitor.stop()
+    assert usage.cpu_s.get("committer", 0.0) >= 0.4
+    assert usage.cpu_s.get("ClickHouse engine (chdb)", 0.0) < 0.1
+
+
+def _spin_unnamed(seconds: float) -> None:
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass

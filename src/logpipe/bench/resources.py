@@ -115,9 +115,12 @@ class ResourceMonitor:
                     self._sample_process(name)
 
     def _sample_threads(self) -> None:
-        """This process's threads, kept after they exit (a thread's CPU leaves /proc with it)."""
+        """This process's threads, kept after they exit (a thread's CPU leaves /proc with it). A logpipe
+        thread keeps its name while chdb runs a query on it and calls it "Unknown" (a committer inserting
+        when the scenario ends would count as the engine's otherwise)."""
         for tid, name, seconds in self._threads(os.getpid()):
-            self._thread_cpu[tid] = (name, seconds)
+            known = self._thread_cpu.get(tid, (name, 0.0))[0]
+            self._thread_cpu[tid] = (known if known.startswith("lp:") else name, seconds)
 
     def _sample_process(self, name: str, first: bool = False) -> None:
         root = self.processes[name]
