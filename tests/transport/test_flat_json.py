@@ -14,7 +14,7 @@ import pytest
 
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.flat_json import decode_flat
-from logpipe.transport.wire import WIRE_SCHEMA, decode_ndjson, encode_ndjson
+from logpipe.transport.wire import WIRE_SCHEMA, decode_ndjson, encode_ndjson, joined_lines
 
 
 def _general_reader(payload: bytes) -> pa.Table:
@@ -163,3 +163,14 @@ def test_a_process_that_only_encodes_does_not_load_numba():
             "print('numba' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "False"
+
+
+def test_polled_values_are_joined_as_they_are_only_when_each_is_one_non_empty_line():
+    assert joined_lines([b'{"a":1}', b"x"]) == b'{"a":1}\nx\n'
+    assert joined_lines([]) == b""
+    rng = random.Random(5)
+    for _ in range(2_000):
+        values = [rng.choice([b"", b"\n", b"a", b"ab", b"a\nb", b"abc\n", b"\nabc", b"x" * 9, None])
+                  for _ in range(rng.randint(1, 12))]
+        framed = all(v and b"\n" not in v for v in values)
+        assert (joined_lines(values) is not None) == framed, values

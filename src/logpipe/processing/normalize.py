@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance, random_hex
-from logpipe.transport.wire import BadRecord, DecodedBatch, concatenated_values, decode_ndjson
+from logpipe.transport.wire import BadRecord, DecodedBatch, concatenated_values, decode_ndjson, joined_lines
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
@@ -425,14 +425,9 @@ def _values_as_ndjson(values: pa.Array | list[bytes | None]) -> bytes:
     are joined as they are (polled bytes in one exact-size copy, no Arrow builder); otherwise a missing
     or empty value becomes ``EMPTY_MESSAGE`` and newlines inside a value become spaces."""
     if isinstance(values, list):
-        try:
-            shortest = min(map(len, values), default=1)  # far cheaper than finding b"\n\n" in the body
-        except TypeError:  # a missing value (None)
-            shortest = 0
-        if shortest > 0:
-            body = b"\n".join([*values, b""])
-            if body.count(b"\n") == len(values):  # no value holds a newline of its own
-                return body
+        body = joined_lines(values)
+        if body is not None:
+            return body
         values = pa.array(values, pa.binary())
     values = pc.fill_null(pc.cast(values, pa.binary()), b"")
     if isinstance(values, pa.ChunkedArray):

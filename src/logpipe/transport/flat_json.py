@@ -218,6 +218,23 @@ def _newlines(data: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _line_breaks(data: np.ndarray) -> tuple[int, int]:
+    """Newlines, and newlines that open the data or follow another (an empty line), in vectorized loops."""
+    empty = 0
+    for at in range(1, len(data)):
+        empty += (data[at] == 10) & (data[at - 1] == 10)
+    return _newlines(data), empty + (len(data) > 0 and data[0] == 10)
+
+
+def one_line_each(body: bytes, count: int) -> bool:
+    """Whether ``body`` is exactly ``count`` lines, none empty, each ending in a newline."""
+    if not body:
+        return count == 0
+    newlines, empty = _line_breaks(np.frombuffer(body, dtype=np.uint8))
+    return newlines == count and empty == 0 and body[-1] == 10
+
+
+@njit(cache=True, nogil=True)
 def _scan(data: np.ndarray, words: np.ndarray, word_end: int, key_slot: np.ndarray, key_bytes: np.ndarray,
           key_length: np.ndarray, key_pattern: np.ndarray, key_mask: np.ndarray, field_kind: np.ndarray,
           starts: np.ndarray, lengths: np.ndarray, totals: np.ndarray, non_ascii: np.ndarray) -> int:

@@ -156,7 +156,21 @@ def prepare_decoder() -> None:
     a processor's first batch does not wait for it. Components call this as they start."""
     from logpipe.transport.flat_json import decode_flat
 
-    decode_flat(b'{"service":"a\\n\\u00e9\\ud83d\\ude00","status":200,"latency_ms":1.5,"message":null}\n')
+    sample = b'{"service":"a\\n\\u00e9\\ud83d\\ude00","status":200,"latency_ms":1.5,"message":null}\n'
+    decode_flat(sample)
+    joined_lines([sample.rstrip()])
+
+
+def joined_lines(values: list[bytes | None]) -> bytes | None:
+    """The values as one NDJSON document in one copy, when each is one non-empty line (nearly always
+    so for Kafka messages); None when some value is missing, empty or holds a newline."""
+    from logpipe.transport.flat_json import one_line_each
+
+    try:
+        body = b"\n".join([*values, b""])
+    except TypeError:  # a missing value (None)
+        return None
+    return body if one_line_each(body, len(values)) else None
 
 
 def _as_text(value: object) -> str | None:
