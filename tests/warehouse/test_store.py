@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from clickhouse_connect.driver.query import arrow_buffer
 
 from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
 from logpipe.processing.normalize import normalize_ndjson
@@ -105,6 +106,9 @@ def test_batches_normalized_apart_insert_as_one_with_every_value_in_place(store)
     second = second.take(pa.array(range(second.num_rows - 1, -1, -1)))  # another order of first appearance
     both = pa.concat_tables([first, second])
     assert first["host"].chunk(0).dictionary != second["host"].chunk(0).dictionary
+    with pytest.raises(pa.ArrowInvalid, match="Dictionary replacement"):
+        arrow_buffer(both)  # what clickhouse-connect sends a server: an IPC file
+    arrow_buffer(store_module.one_dictionary_per_field(both))
     store.insert("fact_log", both, "two-batches")
     columns = "event_id, service, kind, level, method, endpoint, host, region, error_code, source, topic"
     stored = store.query_rows(f"SELECT {columns} FROM {store.database}.fact_log ORDER BY event_id")[1]

@@ -79,9 +79,10 @@ def memory_spool_available() -> bool:
     return hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
-def _one_dictionary_per_field(data: pa.Table) -> pa.Table:
-    """An IPC file holds one dictionary per field, and batches normalized apart, then concatenated
-    into one insert, each bring their own."""
+def one_dictionary_per_field(data: pa.Table) -> pa.Table:
+    """The table with one dictionary per field across its chunks. Batches normalized apart, then
+    concatenated into one insert, each bring their own, and an Arrow IPC file (what the embedded
+    insert spools, and what clickhouse-connect's ``insert_arrow`` sends a server) holds one per field."""
     if any(column.num_chunks > 1 and pa.types.is_dictionary(column.type) for column in data.columns):
         return data.unify_dictionaries()
     return data
@@ -104,7 +105,7 @@ def spooled_arrow(data: pa.Table) -> Iterator[str]:
     try:
         try:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                writer.write_table(_one_dictionary_per_field(data))
+                writer.write_table(data)
         except OSError as exc:  # out of memory or disk, say: worth retrying once there is room
             raise StoreError(f"spooling the batch for the engine failed: {exc}", None, True) from exc
         yield path
@@ -191,6 +192,7 @@ class Store:
         """Insert an Arrow table; the same token makes a retried insert a no-op."""
         settings = ({"insert_deduplication_token": token, "insert_deduplicate": 1,
                      "deduplicate_blocks_in_dependent_materialized_views": 1} if token else {})
+        data = one_dictionary_per_field(data)
         if self.embedded:
             self._insert_embedded(f"{self.database}.{table}", data, settings)
             return
