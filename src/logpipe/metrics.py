@@ -79,6 +79,7 @@ def counter_value(metric: Counter, component: str) -> float:
 
 
 OS_THREAD_NAMES: dict[str, str] = {}  # the name in the OS (cut to 15 bytes) -> the thread's name
+_named = threading.local()  # .done on a thread that named itself
 
 
 def name_os_thread() -> None:
@@ -90,5 +91,13 @@ def name_os_thread() -> None:
     full = threading.current_thread().name.removeprefix("logpipe-")
     name = ("lp:" + full)[:15]
     OS_THREAD_NAMES[name] = full
+    _named.done = True
     with contextlib.suppress(OSError, AttributeError):  # not Linux: threads keep the process's name
         ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)  # 15 = PR_SET_NAME
+
+
+def restore_os_thread_name() -> None:
+    """After a call that renames the calling thread in the OS (chdb calls a thread that runs a query
+    "Unknown"): a thread that named itself with ``name_os_thread`` takes its name back."""
+    if getattr(_named, "done", False):
+        name_os_thread()

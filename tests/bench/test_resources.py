@@ -15,6 +15,10 @@ from logpipe.bench.resources import ResourceMonitor
 
 def _spin(seconds: float) -> None:
     metrics.name_os_thread()
+    _burn_cpu(seconds)
+
+
+def _burn_cpu(seconds: float) -> None:
     deadline = time.thread_time() + seconds
     while time.thread_time() < deadline:
         pass
@@ -52,7 +56,7 @@ def test_a_logpipe_thread_that_chdb_renames_keeps_its_cpu():
         metrics.name_os_thread()
         time.sleep(0.5)  # sampled under its own name
         ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b"Unknown"), 0, 0, 0)  # what chdb does
-        _spin_unnamed(0.5)
+        _burn_cpu(0.5)
         spun.set()
         measured.wait(30)  # still running a query, so to speak, when the monitor stops
 
@@ -63,9 +67,3 @@ def test_a_logpipe_thread_that_chdb_renames_keeps_its_cpu():
     measured.set()
     thread.join()
     assert usage.cpu_s.get("committer", 0.0) >= 0.45  # the 0.5 s it spun under chdb's name, to the tick
-
-
-def _spin_unnamed(seconds: float) -> None:
-    deadline = time.thread_time() + seconds
-    while time.thread_time() < deadline:
-        pass

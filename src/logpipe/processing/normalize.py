@@ -17,7 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA, KINDS, LEVELS, TS_TYPE, WIRE_FIELDS, Provenance, random_hex
-from logpipe.transport.wire import BadRecord, DecodedBatch, concatenated_values, decode_ndjson, joined_lines
+from logpipe.transport.wire import (
+    BadRecord,
+    DecodedBatch,
+    concatenated_values,
+    decode_ndjson,
+    is_one_line_each,
+    joined_lines,
+)
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
@@ -432,12 +439,10 @@ def _values_as_ndjson(values: pa.Array | list[bytes | None]) -> bytes:
     values = pc.fill_null(pc.cast(values, pa.binary()), b"")
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    lengths = pc.binary_length(values)
-    data = values.buffers()[2]
-    none_empty = not len(values) or pc.min(lengths).as_py() > 0
-    if none_empty and (data is None or not (np.frombuffer(data, np.uint8) == 0x0A).any()):
-        return _ndjson_body(values)
-    values = pc.if_else(pc.equal(lengths, 0), EMPTY_MESSAGE, values)
+    body = _ndjson_body(values)
+    if is_one_line_each(body, len(values)):
+        return body
+    values = pc.if_else(pc.equal(pc.binary_length(values), 0), EMPTY_MESSAGE, values)
     return _ndjson_body(pc.replace_substring(values, b"\n", b" "))
 
 

@@ -181,7 +181,6 @@ class Committer:
             try:
                 self._commit(sealed)
             finally:
-                metrics.name_os_thread()  # chdb renames a thread that runs a query ("Unknown"): take ours back
                 self._queue.task_done()
         self._queue.task_done()
 

@@ -30,8 +30,6 @@ _KIND_STRING, _KIND_INTEGER, _KIND_NUMBER = 0, 1, 2
 _KIND_OF_TYPE = {pa.string(): _KIND_STRING, pa.int64(): _KIND_INTEGER, pa.float64(): _KIND_NUMBER}
 _NAMES = WIRE_SCHEMA.names
 _FIELD_KIND = np.array([_KIND_OF_TYPE[f.type] for f in WIRE_SCHEMA], dtype=np.int8)
-_MAX_KEY = 32
-_KEY_BYTES = np.zeros((len(_NAMES), _MAX_KEY), dtype=np.uint8)
 _KEY_LENGTH = np.array([len(name) for name in _NAMES], dtype=np.int32)
 _HASH_SLOTS = 1024
 _KEY_SLOT = np.full(_HASH_SLOTS, -1, dtype=np.int32)
@@ -46,12 +44,19 @@ def _key_hash(length: int, first: int, last: int) -> int:
     return (length * 131 + first * 31 + last) & (_HASH_SLOTS - 1)
 
 
+# Each key with its closing quote as two words and masks: a line's next key is matched against the
+# key that followed the previous one last time with one or two word compares; the same bytes serve
+# the general match, by hash slot, of any other key.
+_KEY_PATTERN = np.zeros((len(_NAMES), 2), dtype=np.uint64)
+_KEY_MASK = np.zeros((len(_NAMES), 2), dtype=np.uint64)
 for _index, _name in enumerate(_NAMES):
-    assert len(_name) < _MAX_KEY and _name.isascii()
-    _KEY_BYTES[_index, :len(_name)] = np.frombuffer(_name.encode(), dtype=np.uint8)
+    assert _name.isascii() and len(_name) + 1 <= 16, f"wire field name {_name!r} does not fit two words"
+    _KEY_PATTERN[_index] = np.frombuffer((_name.encode() + b'"').ljust(16, b"\0"), dtype=np.uint64)
+    _KEY_MASK[_index] = np.frombuffer((b"\xff" * (len(_name) + 1)).ljust(16, b"\0"), dtype=np.uint64)
     _slot = _key_hash(len(_name), ord(_name[0]), ord(_name[-1]))
     assert _KEY_SLOT[_slot] == -1, f"wire field names {_name!r} and {_NAMES[_KEY_SLOT[_slot]]!r} share a slot"
     _KEY_SLOT[_slot] = _index
+_KEY_BYTES = _KEY_PATTERN.view(np.uint8)  # [field, k]: the key's bytes, then its closing quote
 
 # Bytes that stand for themselves inside a JSON string (not a quote, backslash, control or non-ASCII).
 _PLAIN = np.array([32 <= b < 128 and b not in (34, 92) for b in range(256)], dtype=np.bool_)
@@ -62,16 +67,6 @@ _HIGHS = np.uint64(0x8080808080808080)
 _QUOTES = np.uint64(0x22 * 0x0101010101010101)
 _BACKSLASHES = np.uint64(0x5C * 0x0101010101010101)
 _SPACES = np.uint64(0x20 * 0x0101010101010101)
-# Each key with its closing quote as two little-endian words and masks, for matching a line's next
-# key against the one that followed the previous key last time: one or two word compares.
-_KEY_PATTERN = np.zeros((len(_NAMES), 2), dtype=np.uint64)
-_KEY_MASK = np.zeros((len(_NAMES), 2), dtype=np.uint64)
-for _index, _name in enumerate(_NAMES):
-    _pattern = (_name.encode() + b'"').ljust(16, b"\0")
-    _mask = (b"\xff" * (len(_name) + 1)).ljust(16, b"\0")
-    assert len(_name) + 1 <= 16, f"wire field name {_name!r} is too long to match in two words"
-    _KEY_PATTERN[_index] = np.frombuffer(_pattern, dtype="<u8")
-    _KEY_MASK[_index] = np.frombuffer(_mask, dtype="<u8")
 
 
 def _words(data: np.ndarray) -> tuple[np.ndarray, int]:
@@ -226,12 +221,9 @@ def _line_breaks(data: np.ndarray) -> tuple[int, int]:
     return _newlines(data), empty + (len(data) > 0 and data[0] == 10)
 
 
-def one_line_each(body: bytes, count: int) -> bool:
-    """Whether ``body`` is exactly ``count`` lines, none empty, each ending in a newline."""
-    if not body:
-        return count == 0
-    newlines, empty = _line_breaks(np.frombuffer(body, dtype=np.uint8))
-    return newlines == count and empty == 0 and body[-1] == 10
+def line_breaks(body: bytes) -> tuple[int, int]:
+    """The newlines in ``body``, and the empty lines among them."""
+    return _line_breaks(np.frombuffer(body, dtype=np.uint8))
 
 
 @njit(cache=True, nogil=True)

@@ -161,16 +161,25 @@ def prepare_decoder() -> None:
     joined_lines([sample.rstrip()])
 
 
+def is_one_line_each(body: bytes, count: int) -> bool:
+    """Whether ``body`` is exactly ``count`` lines, none empty, each ending in a newline: values joined
+    by newlines were each one non-empty line. Counted in compiled loops, not per value."""
+    from logpipe.transport.flat_json import line_breaks
+
+    if not body:
+        return count == 0
+    newlines, empty = line_breaks(body)
+    return newlines == count and empty == 0 and body[-1] == 10
+
+
 def joined_lines(values: list[bytes | None]) -> bytes | None:
     """The values as one NDJSON document in one copy, when each is one non-empty line (nearly always
     so for Kafka messages); None when some value is missing, empty or holds a newline."""
-    from logpipe.transport.flat_json import one_line_each
-
     try:
         body = b"\n".join([*values, b""])
     except TypeError:  # a missing value (None)
         return None
-    return body if one_line_each(body, len(values)) else None
+    return body if is_one_line_each(body, len(values)) else None
 
 
 def _as_text(value: object) -> str | None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.binding import format_str, quote_identifier
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from logpipe import metrics
 from logpipe.warehouse.config import WarehouseConfig
 
 if TYPE_CHECKING:
@@ -178,6 +179,9 @@ class Store:
                 raise
             except Exception as exc:
                 raise classify(exc) from exc
+            finally:
+                if self.embedded:  # chdb renamed the thread that ran the query
+                    metrics.restore_os_thread_name()
 
     def apply_schema(self) -> list[str]:
         """Create what is missing; safe to run at every start."""
