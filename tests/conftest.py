@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logpipe.auth.config import AuthConfig
+from logpipe.auth.tokens import TokenRegistry
 from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
@@ -37,16 +39,46 @@ def store(store_dir: Path) -> Iterator[Store]:
     store.command(f"DROP DATABASE IF EXISTS {database}")
 
 
+def role_tokens() -> dict[str, str]:
+    """A token per role, given to a process through its environment as an operator would."""
+    return {role: f"{role}-{uuid.uuid4().hex}" for role in ("ingest", "read", "admin")}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def registry_of(tokens: dict[str, str]) -> TokenRegistry:
+    """What an app checks callers against, holding ``tokens`` (role -> token)."""
+    return TokenRegistry(AuthConfig(tokens=tokens))
+
+
+@pytest.fixture
+def tokens() -> dict[str, str]:
+    return role_tokens()
+
+
 class RunningLogpipe:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str]):
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str], tokens: dict[str, str] | None = None):
         self.data_dir, self.port, self.env = data_dir, port, env
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = data_dir / f"logpipe-{port}-{time.time_ns()}.log"
         self.process: subprocess.Popen | None = None
+        self.tokens = tokens or role_tokens()
+        for role in list(self.tokens):  # tokens given in the environment are the instance's tokens
+            self.tokens[role] = env.get(f"LOGPIPE_{role.upper()}_TOKEN", self.tokens[role])
+
+    def headers(self, role: str = "read") -> dict[str, str]:
+        return bearer(self.tokens[role])
+
+    def client_env(self) -> dict[str, str]:
+        """The environment of a CLI command run against this pipeline, as an operator sets it."""
+        return {**os.environ, **{f"LOGPIPE_{role.upper()}_TOKEN": token for role, token in self.tokens.items()}}
 
     def start(self, timeout_s: float = 60.0) -> RunningLogpipe:
+        tokens = {f"LOGPIPE_{role.upper()}_TOKEN": token for role, token in self.tokens.items()}
         env = {**os.environ, "LOGPIPE_HTTP_PORT": str(self.port), "LOGPIPE_DATA_DIR": str(self.data_dir),
-               **self.env}
+               **tokens, **self.env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -55,7 +87,7 @@ class RunningLogpipe:
             if self.process.poll() is not None:
                 raise RuntimeError(f"logpipe up exited: {self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base}/healthz", timeout=2, headers=self.headers()).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -63,7 +95,7 @@ class RunningLogpipe:
         raise RuntimeError(f"logpipe up did not become healthy: {self.log_path.read_text()}")
 
     def query(self, sql: str) -> list[list]:
-        response = httpx.post(f"{self.base}/v1/query", content=sql.encode(), timeout=60)
+        response = httpx.post(f"{self.base}/v1/query", content=sql.encode(), timeout=60, headers=self.headers())
         assert response.status_code == 200, response.text
         return response.json()["rows"]
 
@@ -80,8 +112,9 @@ class RunningLogpipe:
 def logpipe_factory(tmp_path: Path) -> Iterator:
     running: list[RunningLogpipe] = []
 
-    def start(data_dir: Path | None = None, port: int | None = None, **env: str) -> RunningLogpipe:
-        instance = RunningLogpipe(data_dir or tmp_path, port or free_port(), env).start()
+    def start(data_dir: Path | None = None, port: int | None = None, tokens: dict[str, str] | None = None,
+              **env: str) -> RunningLogpipe:
+        instance = RunningLogpipe(data_dir or tmp_path, port or free_port(), env, tokens).start()
         running.append(instance)
         return instance
 

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, topic_names
-from tests.conftest import LOGPIPE, free_port
+from tests.conftest import LOGPIPE, bearer, free_port, role_tokens
 
 
 def kafka_test_config(bootstrap: str) -> tuple[KafkaConfig, dict[str, str]]:
@@ -21,8 +21,14 @@ def kafka_test_config(bootstrap: str) -> tuple[KafkaConfig, dict[str, str]]:
     group = f"g-{uuid.uuid4().hex[:6]}"
     config = KafkaConfig(bootstrap=bootstrap, topic_prefix=prefix, partitions=3, group_id=group)
     env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": prefix,
-           "LOGPIPE_KAFKA_GROUP_ID": group, "LOGPIPE_FLUSH_INTERVAL_S": "0.3", "LOGPIPE_BATCH_MAX_ROWS": "20000"}
+           "LOGPIPE_KAFKA_GROUP_ID": group, "LOGPIPE_FLUSH_INTERVAL_S": "0.3", "LOGPIPE_BATCH_MAX_ROWS": "20000",
+           **{f"LOGPIPE_{role.upper()}_TOKEN": token for role, token in role_tokens().items()}}
     return config, env
+
+
+def headers(env: dict[str, str], role: str = "read") -> dict[str, str]:
+    """What a client of the processes started with ``env`` sends for ``role``."""
+    return bearer(env[f"LOGPIPE_{role.upper()}_TOKEN"])
 
 
 def produce_traffic(config: KafkaConfig, n: int, seed: int) -> pa.Table:

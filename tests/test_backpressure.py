@@ -14,6 +14,7 @@ from logpipe.events import Provenance
 from logpipe.gateway.app import create_app
 from logpipe.pipeline import Pipeline
 from logpipe.transport.channel import Channel, ChannelFull, Envelope
+from tests.conftest import bearer, registry_of
 
 
 def test_channel_blocks_then_refuses_when_full():
@@ -36,11 +37,11 @@ def test_channel_blocks_then_refuses_when_full():
     assert released.is_set() and channel.events == 30
 
 
-def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir):
+def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir, tokens):
     settings = Settings(data_dir=store_dir, clickhouse_database=f"bp_{uuid.uuid4().hex[:8]}",
                         sim_enabled=False, queue_max_events=1000, ack_timeout_s=2)
     pipeline = Pipeline(settings)
-    with TestClient(create_app(pipeline)) as client:
+    with TestClient(create_app(pipeline, registry_of(tokens)), headers=bearer(tokens["admin"])) as client:
         pipeline.processor.pause()
         line = b'{"ts": "2030-01-01T00:00:00Z", "service": "auth"}\n'
         statuses = []

@@ -20,10 +20,10 @@ def test_simulate_writes_ndjson_that_normalizes_cleanly(tmp_path):
 def test_simulate_to_a_running_gateway(logpipe_factory):
     lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false")
     subprocess.run([*LOGPIPE, "simulate", "--rate", "5000", "--duration", "1", "--seed", "3",
-                    "--output", f"{lp.base}/v1/logs"], check=True, capture_output=True)
+                    "--output", f"{lp.base}/v1/logs"], check=True, capture_output=True, env=lp.client_env())
     requests = lp.query("SELECT count() FROM analytics.fact_log WHERE kind = 'request' AND source = 'http'")
     assert requests == [[5000]]
     result = subprocess.run([*LOGPIPE, "query", "SELECT count() > 0 FROM analytics.fact_log", "--format", "tsv",
-                             "--url", lp.base], check=True, capture_output=True, text=True)
+                             "--url", lp.base], check=True, capture_output=True, text=True, env=lp.client_env())
     assert result.stdout.strip() == "true" or result.stdout.strip() == "1"
     assert lp.stop() == 0

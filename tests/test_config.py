@@ -31,3 +31,13 @@ def test_bad_values_are_refused(monkeypatch):
     monkeypatch.setenv("LOGPIPE_CLICKHOUSE_DATABASE", "x; DROP")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_a_password_never_stands_in_the_clickhouse_url(monkeypatch):
+    monkeypatch.setenv("LOGPIPE_CLICKHOUSE_URL", "http://logpipe:hunter2@clickhouse:8123")
+    with pytest.raises(ValueError, match="LOGPIPE_CLICKHOUSE_PASSWORD"):
+        Settings()
+    monkeypatch.setenv("LOGPIPE_CLICKHOUSE_URL", "http://clickhouse:8123")
+    monkeypatch.setenv("LOGPIPE_CLICKHOUSE_PASSWORD", "hunter2")
+    config = Settings().warehouse()
+    assert config.password == "hunter2" and "hunter2" not in repr(config)

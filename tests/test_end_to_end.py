@@ -21,8 +21,9 @@ def _events(run: str, n: int) -> list[dict]:
              "method": "GET", "tenant": "acme"} for i in range(n)]
 
 
-def _post(base: str, body: bytes, content_type: str = "application/x-ndjson") -> httpx.Response:
-    return httpx.post(f"{base}/v1/logs", content=body, headers={"content-type": content_type}, timeout=60)
+def _post(lp, body: bytes, content_type: str = "application/x-ndjson") -> httpx.Response:
+    return httpx.post(f"{lp.base}/v1/logs", content=body, timeout=60,
+                      headers={"content-type": content_type, **lp.headers("ingest")})
 
 
 def _wait_for(predicate, timeout_s: float = 60.0, interval_s: float = 0.5):
@@ -41,7 +42,7 @@ def test_ingest_query_dead_letters_simulator_and_restart(logpipe_factory, tmp_pa
     # 1,000 known events, NDJSON, exactly those come back
     run = uuid.uuid4().hex[:8]
     events = _events(run, 1000)
-    response = _post(lp.base, b"\n".join(orjson.dumps(e) for e in events))
+    response = _post(lp, b"\n".join(orjson.dumps(e) for e in events))
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 1000, "rejected": 0, "errors": []}
     rows = lp.query(f"SELECT event_id, service, status, attributes['tenant'] FROM analytics.fact_log "
@@ -53,7 +54,7 @@ def test_ingest_query_dead_letters_simulator_and_restart(logpipe_factory, tmp_pa
     bad_run = uuid.uuid4().hex[:8]
     mixed = _events(bad_run, 5) + [{"service": "auth", "note": f"{bad_run}-missing-ts-{i}"} for i in range(5)] \
         + [{"ts": "not-a-time", "service": "order", "note": f"{bad_run}-bad-ts-{i}"} for i in range(5)]
-    response = _post(lp.base, orjson.dumps(mixed), "application/json")
+    response = _post(lp, orjson.dumps(mixed), "application/json")
     body = response.json()
     assert response.status_code == 200
     assert (body["accepted"], body["rejected"]) == (5, 10)
@@ -64,7 +65,7 @@ def test_ingest_query_dead_letters_simulator_and_restart(logpipe_factory, tmp_pa
     assert {r[0].split(" (")[0] for r in dead} == {"ts: missing", "ts: unrecognized timestamp format"}
 
     # a body that is not JSON at all, and one that is too large
-    assert _post(lp.base, b"[1, 2", "application/json").status_code == 400
+    assert _post(lp, b"[1, 2", "application/json").status_code == 400
 
     # the simulator's rows accumulate, with the configured error rates per service
     def simulated() -> int:
@@ -94,19 +95,22 @@ def test_ingest_query_dead_letters_simulator_and_restart(logpipe_factory, tmp_pa
 
 def test_limits_and_simulator_control(logpipe_factory):
     lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", LOGPIPE_MAX_BODY_BYTES="2048")
-    assert _post(lp.base, b"{}" + b" " * 4000).status_code == 413
-    status = httpx.put(f"{lp.base}/v1/simulator", json={"running": True, "rate": 500, "scenario": "steady"}).json()
+    assert _post(lp, b"{}" + b" " * 4000).status_code == 413
+    admin = lp.headers("admin")
+    status = httpx.put(f"{lp.base}/v1/simulator", json={"running": True, "rate": 500, "scenario": "steady"},
+                       headers=admin).json()
     assert status["running"] and status["rate"] == 500 and status["scenario"] == "steady"
-    created = httpx.post(f"{lp.base}/v1/simulator/incidents",
+    created = httpx.post(f"{lp.base}/v1/simulator/incidents", headers=admin,
                          json={"type": "error_burst", "service": "payment", "duration_s": 120, "error_rate": 0.6})
     assert created.status_code == 201 and created.json()["state"] == "active"
-    assert httpx.post(f"{lp.base}/v1/simulator/incidents", json={"type": "outage", "service": "nope"}
-                      ).status_code == 422
-    listed = httpx.get(f"{lp.base}/v1/simulator/incidents").json()["incidents"]
+    assert httpx.post(f"{lp.base}/v1/simulator/incidents", json={"type": "outage", "service": "nope"},
+                      headers=admin).status_code == 422
+    listed = httpx.get(f"{lp.base}/v1/simulator/incidents", headers=lp.headers()).json()["incidents"]
     assert [(i["type"], i["service"], i["error_rate"]) for i in listed] == [("error_burst", "payment", 0.6)]
-    metrics = httpx.get(f"{lp.base}/metrics").text
+    metrics = httpx.get(f"{lp.base}/metrics", headers=lp.headers()).text
     for name in ("logpipe_events_received_total", "logpipe_events_sent_total", "logpipe_freshness_seconds",
                  "logpipe_write_seconds_bucket"):
         assert name in metrics
-    assert httpx.post(f"{lp.base}/v1/query", content=b"DROP DATABASE analytics").status_code == 400
+    assert httpx.post(f"{lp.base}/v1/query", content=b"DROP DATABASE analytics", headers=lp.headers()
+                      ).status_code == 400
     assert lp.stop() == 0

@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from logpipe.auth.tokens import Role, client_token
 from logpipe.config import Settings, config_table
 from logpipe.memory import configure_allocators
+from logpipe.redact import install_redaction, register_secret
 
 app = typer.Typer(help="logpipe: log ETL and monitoring pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -27,6 +29,8 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(config_app, name="config")
 grafana_app = typer.Typer(help="Grafana provisioning.", no_args_is_help=True)
 app.add_typer(grafana_app, name="grafana")
+token_app = typer.Typer(help="Named access tokens (the tokens file).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 GRAFANA_DASHBOARD = Path("deploy/grafana/dashboards/logpipe.json")
 console = Console(stderr=True)
 
@@ -38,13 +42,23 @@ def _process_setup() -> None:
 
 
 def _settings(**overrides: object) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    for secret in settings.secrets():
+        register_secret(secret)
+    return settings
 
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    install_redaction()
     for noisy in ("uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _auth_headers(settings: Settings, role: Role) -> dict[str, str]:
+    """What a local client sends: the role's token from the environment, else the generated one."""
+    token = client_token(role, settings.data_dir)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class StatusLine(threading.Thread):
@@ -113,17 +127,22 @@ def gateway(
 def _serve(settings: Settings, run_processor: bool, status_interval: float) -> None:
     import uvicorn
 
+    from logpipe.auth.tokens import open_registry
     from logpipe.gateway.app import create_app
     from logpipe.pipeline import Pipeline
 
+    tokens, plain = open_registry(settings.auth())
     pipeline = Pipeline(settings, run_processor=run_processor)
+    # log_config=None: uvicorn logs through the root logger's handlers, and so through their redaction
     server = uvicorn.Server(uvicorn.Config(
-        create_app(pipeline), host=settings.http_host, port=settings.http_port, log_level="warning",
-        timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
-    base = f"http://{settings.http_host}:{settings.http_port}"
+        create_app(pipeline, tokens), host=settings.http_host, port=settings.http_port, log_level="warning",
+        log_config=None, timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
+    base = _api_base(settings)
     transport = f"kafka {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "in-process channel"
-    console.print(f"[bold]logpipe[/bold]  api {base}/docs  metrics {base}/metrics  {transport}  "
-                  f"store {settings.clickhouse_url or settings.warehouse().embedded_path}", highlight=False)
+    console.print(f"[bold]logpipe[/bold]  api {base}/openapi.json  metrics {base}/metrics  {transport}  "
+                  f"store {settings.clickhouse_url or settings.warehouse().embedded_path}", highlight=False,
+                  soft_wrap=True)
+    console.print(_login_line(settings, plain), highlight=False, soft_wrap=True, markup=False)
     status = StatusLine(pipeline, status_interval)
     status.start()
     # uvicorn re-raises the signal it caught once it has shut down; a no-op handler keeps that
@@ -157,7 +176,9 @@ def simulate(
     total = int(rate * duration) if rate > 0 else None
     start_wall, start_sim = time.monotonic(), time.time()
     sent = 0
-    http = httpx.Client(timeout=60) if output.startswith(("http://", "https://")) else None
+    settings = _settings()
+    http = (httpx.Client(timeout=60, headers=_auth_headers(settings, Role.INGEST))
+            if output.startswith(("http://", "https://")) else None)
     sink = None if http else (sys.stdout.buffer if output == "-" else open(output, "wb"))  # noqa: SIM115
     try:
         while (total is None and time.monotonic() - start_wall < duration) or (total is not None and sent < total):
@@ -188,6 +209,10 @@ def _post_with_retry(client: httpx.Client, url: str, payload: bytes, attempts: i
         if response.status_code in (429, 503):
             time.sleep(float(response.headers.get("retry-after", "1")))
             continue
+        if response.status_code in (401, 403):
+            console.print(f"[red]{url} refused the token ({response.status_code}):[/red] set LOGPIPE_INGEST_TOKEN, "
+                          "or run this where the pipeline's data dir is")
+            raise typer.Exit(1)
         response.raise_for_status()
         return
     raise typer.Exit(f"gave up after {attempts} attempts: {url} keeps answering {response.status_code}")
@@ -196,6 +221,29 @@ def _post_with_retry(client: httpx.Client, url: str, payload: bytes, attempts: i
 def _api_base(settings: Settings) -> str:
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     return f"http://{host}:{settings.http_port}"
+
+
+def _login_line(settings: Settings, plain: dict[str, str]) -> str:
+    if not settings.auth_enabled:
+        return "dashboard " + _api_base(settings) + "/  (authentication off: loopback only)"
+    read = plain.get(Role.READ) or plain.get(Role.ADMIN)
+    where = f"tokens in {settings.auth().credentials_file} (mode 0600)" if settings.auth().credentials_file.exists() \
+        else "tokens from the environment and the tokens file"
+    if read is None:
+        return f"dashboard {_api_base(settings)}/?token=<a read token>  ({where})"
+    return f"dashboard {_api_base(settings)}/?token={read}  ({where})"
+
+
+@app.command()
+def url() -> None:
+    """Print the dashboard's login address of the local pipeline (holds its read token)."""
+    settings = _settings()
+    token = client_token(Role.READ, settings.data_dir)
+    if token is None:
+        console.print(f"[red]no read token:[/red] set LOGPIPE_READ_TOKEN, or start `logpipe up` with this "
+                      f"data dir ({settings.data_dir}) once")
+        raise typer.Exit(1)
+    sys.stdout.write(f"{_api_base(settings)}/?token={token}\n")
 
 
 @app.command()
@@ -210,7 +258,8 @@ def query(
     try:
         if direct:
             raise httpx.ConnectError("direct")
-        response = httpx.post(f"{url or _api_base(settings)}/v1/query", content=sql.encode(), timeout=120)
+        response = httpx.post(f"{url or _api_base(settings)}/v1/query", content=sql.encode(), timeout=120,
+                              headers=_auth_headers(settings, Role.READ))
         if response.status_code != 200:
             console.print(f"[red]query failed:[/red] {response.json().get('detail')}")
             raise typer.Exit(1)
@@ -220,12 +269,14 @@ def query(
         if url or (settings.clickhouse_url == "" and not settings.warehouse().embedded_path.exists()):
             console.print(f"[red]no logpipe process answers at {url or _api_base(settings)}[/red]")
             raise typer.Exit(1) from None
-        from logpipe.warehouse.store import Store, StoreError
+        from logpipe.warehouse.errors import StoreError
+        from logpipe.warehouse.sandbox import QueryRefused
+        from logpipe.warehouse.store import Store
 
         store = Store(settings.warehouse())
         try:
-            columns, rows = store.query_rows(sql)
-        except StoreError as exc:
+            columns, rows = store.query_user(sql)
+        except (StoreError, QueryRefused) as exc:
             console.print(f"[red]query failed:[/red] {exc}")
             raise typer.Exit(1) from None
         finally:
@@ -260,7 +311,9 @@ def watch(
     _logging()
     settings = _settings(watch_rules=rules)
     base = url or _api_base(settings)
-    observer = http_observer(base, settings.clickhouse_database, tuple(health_url or ()))
+    # the admin role also lets it record its alerts in analytics.alerts through the gateway; read is enough to watch
+    token = client_token(Role.ADMIN, settings.data_dir) or client_token(Role.READ, settings.data_dir) or ""
+    observer = http_observer(base, settings.clickhouse_database, tuple(health_url or ()), token)
     watchdog = build_watchdog(settings.monitor(), observer)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -456,6 +509,76 @@ def bench(
         raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, {', '.join(SCENARIOS)}")
     if not run(names, duration, out, console):
         raise typer.Exit(1)
+
+
+@token_app.command("add")
+def token_add(
+    name: Annotated[str, typer.Option(help="Who holds the token; recorded in each row it sends (`sender`).")],
+    role: Annotated[Role, typer.Option(help="ingest, read or admin.")] = Role.INGEST,
+    file: Annotated[Path | None, typer.Option(help="The tokens file (LOGPIPE_TOKENS_FILE).")] = None,
+) -> None:
+    """Create a token: its hash goes into the tokens file, the token itself is printed once, to stdout."""
+    from logpipe.auth.tokens import TokensFileError, add_to_tokens_file
+
+    path = file or _settings().tokens_file
+    if path is None:
+        raise typer.BadParameter("set --file or LOGPIPE_TOKENS_FILE", param_hint="--file")
+    try:
+        token = add_to_tokens_file(path, name, role)
+    except TokensFileError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"added {role} token {name!r} to {path}; a running logpipe takes it within a second. "
+                  "It is shown once:", highlight=False)
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option(help="The token's name.")],
+    file: Annotated[Path | None, typer.Option(help="The tokens file (LOGPIPE_TOKENS_FILE).")] = None,
+) -> None:
+    """Remove a named token; a running logpipe refuses it within a second."""
+    from logpipe.auth.tokens import revoke_from_tokens_file
+
+    path = file or _settings().tokens_file
+    if path is None:
+        raise typer.BadParameter("set --file or LOGPIPE_TOKENS_FILE", param_hint="--file")
+    if not revoke_from_tokens_file(path, name):
+        console.print(f"[red]no token named {name!r} in {path}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {name!r}", highlight=False)
+
+
+@token_app.command("header")
+def token_header(
+    role: Annotated[Role, typer.Option(help="ingest, read or admin.")] = Role.READ,
+) -> None:
+    """Print `Authorization: Bearer <token>` of the local pipeline's role, for `curl -H @<(...)`: the token
+    goes from file to file, never onto a command line."""
+    settings = _settings()
+    token = client_token(role, settings.data_dir)
+    if token is None:
+        console.print(f"[red]no {role} token:[/red] set LOGPIPE_{role.upper()}_TOKEN, or start `logpipe up` with "
+                      f"this data dir ({settings.data_dir}) once")
+        raise typer.Exit(1)
+    sys.stdout.write(f"Authorization: Bearer {token}\n")
+
+
+@token_app.command("list")
+def token_list(
+    file: Annotated[Path | None, typer.Option(help="The tokens file (LOGPIPE_TOKENS_FILE).")] = None,
+) -> None:
+    """Names and roles of the tokens in the tokens file (it holds no tokens, only their hashes)."""
+    from logpipe.auth.tokens import read_tokens_file
+
+    path = file or _settings().tokens_file
+    if path is None:
+        raise typer.BadParameter("set --file or LOGPIPE_TOKENS_FILE", param_hint="--file")
+    table = Table("name", "role")
+    for name, role, _ in read_tokens_file(path):
+        table.add_row(name, str(role))
+    Console().print(table)
 
 
 @config_app.command("docs")

@@ -6,20 +6,24 @@ configuration table is generated from this model (``logpipe config docs``); a te
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from logpipe.auth.config import AuthConfig
+from logpipe.auth.tokens import Role, client_token
 from logpipe.gateway.config import GatewayConfig
 from logpipe.monitor.config import MonitorConfig
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.simulator.config import SimulatorConfig
 from logpipe.transport.kafka import KafkaConfig
-from logpipe.warehouse.config import WarehouseConfig
+from logpipe.warehouse.config import QueryLimits, WarehouseConfig
 
 CONFIG_FILE_ENV = "LOGPIPE_CONFIG"
 
@@ -34,11 +38,19 @@ class Settings(BaseSettings):
         "serves the port plus 1 plus i."))
     data_dir: Path = Field(Path("./data"), description="Where the embedded store and local state live.")
     clickhouse_url: str = Field(
-        "", description="Empty: the embedded ClickHouse (chdb) under the data dir. "
-        "`http(s)://user:password@host:8123` selects a ClickHouse server; `logpipe+http://host:port` the "
-        "embedded store of another logpipe process (how processor workers share one).")
+        "", description="Empty: the embedded ClickHouse (chdb) under the data dir. `http(s)://host:8123` selects "
+        "a ClickHouse server (its user and password in the two settings below, never in the URL); "
+        "`logpipe+http://host:port` the embedded store of another logpipe process (how processor workers share "
+        "one).")
     clickhouse_database: str = Field("analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                      description="Database holding fact_log, dead_letter and the rollups.")
+    clickhouse_user: str = Field("default", description="ClickHouse server user that writes (inserts, schema).")
+    clickhouse_password: SecretStr | None = Field(None, description="Its password (kept out of the URL).")
+    clickhouse_read_user: str = Field("", description=(
+        "ClickHouse server user for user queries and panels: `SELECT` on the analytics database only, with "
+        "a settings profile of limits (`deploy/clickhouse/users.d/logpipe.xml`); empty: the writing user's "
+        "session, read-only."))
+    clickhouse_read_password: SecretStr | None = Field(None, description="Its password.")
     retention_days: int = Field(30, ge=1, description="TTL of fact and dead-letter rows, in days.")
 
     sim_enabled: bool = Field(True, description="Run the built-in traffic simulator in `logpipe up`.")
@@ -56,6 +68,29 @@ class Settings(BaseSettings):
                                   description="Events buffered between intake and processor before backpressure.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted POST /v1/logs body.")
     ack_timeout_s: float = Field(30.0, gt=0, description="How long POST /v1/logs waits for durability before 503.")
+
+    auth_enabled: bool = Field(True, description=(
+        "Require a token on every route but `/ping`. Can be turned off only while the gateway listens on a "
+        "loopback address."))
+    ingest_token: SecretStr | None = Field(None, description=(
+        "Token of the ingest role (`POST /v1/logs`); generated into `<data dir>/credentials.json` when unset."))
+    read_token: SecretStr | None = Field(None, description=(
+        "Token of the read role (dashboard, panels, `/v1/query`, alerts, health, metrics); generated when unset."))
+    admin_token: SecretStr | None = Field(None, description=(
+        "Token of the admin role (everything, simulator and processor control and worker inserts among it); "
+        "generated when unset."))
+    tokens_file: Path | None = Field(None, description=(
+        "YAML file of named tokens, kept by their SHA-256 only (`logpipe token add`); an ingest token's name "
+        "is recorded in each row's `sender`. Read again when it changes."))
+    query_timeout_s: float = Field(QueryLimits.timeout_s, gt=0, description="Longest a user query may run.")
+    query_max_memory_bytes: int = Field(QueryLimits.max_memory_bytes, ge=1 << 20,
+                                        description="Most memory a user query may take.")
+    query_max_result_rows: int = Field(QueryLimits.max_result_rows, ge=1,
+                                       description="Most rows a user query may return (an error past it).")
+    query_max_result_bytes: int = Field(QueryLimits.max_result_bytes, ge=1024,
+                                        description="Most bytes a user query may return (an error past it).")
+    query_max_concurrent: int = Field(QueryLimits.max_concurrent, ge=1, description=(
+        "User queries and panels running at once; a query beyond waits up to 5 s, then gets 429."))
 
     kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty keeps the in-process channel.")
     kafka_topic_prefix: str = Field("logs.", description="Prefix of the log topics (logs.auth, ..., logs.dlq).")
@@ -87,6 +122,20 @@ class Settings(BaseSettings):
         "Docker Engine the watchdog follows for container events and logs (`logpipe watch`); skipped when "
         "the socket is absent."))
 
+    @model_validator(mode="after")
+    def _no_password_in_the_url(self) -> Settings:
+        if urlparse(self.clickhouse_url).password:
+            raise ValueError("LOGPIPE_CLICKHOUSE_URL holds a password: put it in LOGPIPE_CLICKHOUSE_PASSWORD "
+                             "(a URL ends up in logs and process listings)")
+        return self
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if not self.auth_enabled and not is_loopback(self.http_host):
+            raise ValueError(f"LOGPIPE_AUTH_ENABLED=false needs a loopback LOGPIPE_HTTP_HOST, not {self.http_host!r}: "
+                             "anyone who reaches the port could ingest, query and control the pipeline")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -108,8 +157,33 @@ class Settings(BaseSettings):
                            partitions=self.kafka_partitions, group_id=self.kafka_group_id, properties=properties)
 
     def warehouse(self) -> WarehouseConfig:
+        limits = QueryLimits(timeout_s=self.query_timeout_s, max_memory_bytes=self.query_max_memory_bytes,
+                             max_result_rows=self.query_max_result_rows, max_result_bytes=self.query_max_result_bytes,
+                             max_concurrent=self.query_max_concurrent)
+        owner_token = ""
+        if self.clickhouse_url.startswith("logpipe+"):  # another process's store, called with the admin role
+            owner_token = _secret(self.admin_token) or client_token(Role.ADMIN, self.data_dir) or ""
         return WarehouseConfig(url=self.clickhouse_url, data_dir=self.data_dir, database=self.clickhouse_database,
-                               retention_days=self.retention_days)
+                               retention_days=self.retention_days, user=self.clickhouse_user,
+                               password=_secret(self.clickhouse_password),
+                               read_user=self.clickhouse_read_user,
+                               read_password=_secret(self.clickhouse_read_password), limits=limits,
+                               api_token=owner_token)
+
+    def auth(self) -> AuthConfig:
+        tokens = {role: _secret(token) for role, token in
+                  ((Role.INGEST, self.ingest_token), (Role.READ, self.read_token), (Role.ADMIN, self.admin_token))
+                  if token is not None and token.get_secret_value()}
+        return AuthConfig(enabled=self.auth_enabled, tokens=tokens, tokens_file=self.tokens_file,
+                          data_dir=self.data_dir)
+
+    def secrets(self) -> list[str]:
+        """Every secret in the settings, for the log redaction."""
+        found = [_secret(value) for value in (self.ingest_token, self.read_token, self.admin_token,
+                                              self.clickhouse_password, self.clickhouse_read_password)]
+        found += [self.slack_webhook_url, self.alert_webhook_url]
+        found += [value for key, value in self.kafka.items() if "password" in key or "secret" in key]
+        return [value for value in found if value]
 
     def simulator(self) -> SimulatorConfig:
         return SimulatorConfig(rate=self.sim_rate, seed=self.sim_seed, speed=self.sim_speed,
@@ -134,6 +208,19 @@ class Settings(BaseSettings):
     def gateway(self) -> GatewayConfig:
         return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,
                              ack_timeout_s=self.ack_timeout_s)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def config_table() -> str:

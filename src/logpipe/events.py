@@ -70,6 +70,8 @@ FACT_FIELDS: tuple[FactField, ...] = (
               "Fields not in this schema, kept as strings."),
     FactField("source", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE,
               "Where the event entered logpipe: simulator, http or kafka."),
+    FactField("sender", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE,
+              "Name of the named ingest token that sent the event (the tokens file); empty otherwise."),
     FactField("topic", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE, "Kafka topic; empty without Kafka."),
     FactField("partition", pa.int32(), "Int32", Wire.NONE, "Kafka partition; -1 without Kafka."),
     FactField("offset", pa.int64(), "Int64", Wire.NONE, "Kafka offset; -1 without Kafka."),
@@ -122,12 +124,19 @@ class Provenance:
     offsets: np.ndarray | None = None  # per record (indexed by record position)
     topics: pa.Array | None = None
     partitions: np.ndarray | None = None
+    sender: str = ""
+    senders: pa.Array | None = None  # per record, where records of several senders share a batch (Kafka)
 
     def topic_column(self, positions: np.ndarray) -> pa.Array:
         """The topic of each record at ``positions``."""
         if self.topics is None:
             return pa.repeat(pa.scalar(self.topic, pa.string()), len(positions))
         return self.topics.take(pa.array(positions, type=pa.int64()))
+
+    def sender_column(self, positions: np.ndarray) -> pa.Array:
+        if self.senders is None:
+            return pa.repeat(pa.scalar(self.sender, pa.string()), len(positions))
+        return self.senders.take(pa.array(positions, type=pa.int64()))
 
     def partition_column(self, positions: np.ndarray) -> np.ndarray:
         if self.partitions is None:

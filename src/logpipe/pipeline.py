@@ -138,17 +138,18 @@ class Pipeline:
                 if self.channel.closed:
                     raise ChannelClosed from None
 
-    def submit(self, payload: bytes, events: int, source: str = "http") -> Future[IngestResult]:
-        """Hand a payload on without waiting for room; the future resolves once it is durable."""
+    def submit(self, payload: bytes, events: int, source: str = "http", sender: str = "") -> Future[IngestResult]:
+        """Hand a payload on without waiting for room; the future resolves once it is durable.
+        ``sender`` is the name of the named token it came with, recorded with its rows."""
         metrics.EVENTS_RECEIVED.labels(component="gateway").inc(events)
         metrics.BYTES_RECEIVED.labels(component="gateway").inc(len(payload))
         if self.producer is not None:
-            future = self._produce_validated(payload)
+            future = self._produce_validated(payload, sender)
             future.add_done_callback(_count_ingest_result)
             return future
         future: Future[IngestResult] = Future()
         try:
-            self.channel.put(Envelope(payload, events, Provenance(source), future), timeout=0)
+            self.channel.put(Envelope(payload, events, Provenance(source, sender=sender), future), timeout=0)
         except ChannelFull:
             metrics.EVENTS_DROPPED.labels(component="gateway").inc(events)
             raise Overloaded(retry_after_s=1.0) from None
@@ -157,12 +158,13 @@ class Pipeline:
         future.add_done_callback(_count_ingest_result)
         return future
 
-    def _produce_validated(self, payload: bytes) -> Future[IngestResult]:
+    def _produce_validated(self, payload: bytes, sender: str = "") -> Future[IngestResult]:
         """Validate here to answer with reasons; produce every record, the processor dead-letters
-        the bad ones (logs.dlq and dead_letter) so that path stays in one place."""
+        the bad ones (logs.dlq and dead_letter) so that path stays in one place. A named sender goes
+        with each record as the ``logpipe-sender`` header."""
         from logpipe.processing.normalize import normalize_ndjson
         from logpipe.transport.kafka import message_keys
-        from logpipe.transport.topics import OTHER_SUFFIX
+        from logpipe.transport.topics import OTHER_SUFFIX, SENDER_HEADER
 
         normalized = normalize_ndjson(payload, Provenance("http"))
         lines = [line for line in payload.split(b"\n") if line.strip()]
@@ -176,8 +178,10 @@ class Pipeline:
             # refuse before producing anything, so a refused batch is never half in Kafka
             metrics.EVENTS_DROPPED.labels(component="gateway").inc(len(lines))
             raise Overloaded(retry_after_s=1.0)
-        delivered = self.producer.send_raw(good_lines + bad_lines, topics + [other] * len(bad_lines),
-                                           keys + [None] * len(bad_lines))
+        values = good_lines + bad_lines
+        headers = [[(SENDER_HEADER, sender.encode())]] * len(values) if sender else None
+        delivered = self.producer.send_raw(values, topics + [other] * len(bad_lines), keys + [None] * len(bad_lines),
+                                           headers)
         result = IngestResult(len(good_lines), len(normalized.dead_letters),
                               [{"index": b.index, "reason": b.reason} for b in normalized.dead_letters[:100]])
         future: Future[IngestResult] = Future()

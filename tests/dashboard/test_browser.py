@@ -39,10 +39,17 @@ def _series_names(page, panel_id: str) -> list[str]:
 def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, logpipe_factory):
     lp = logpipe_factory(LOGPIPE_SIM_RATE="3000")
     # a couple of dead letters, so that panel has something to draw too
-    assert httpx.post(f"{lp.base}/v1/logs", content=b'{"service": "auth"}\n{"ts": "soon"}\n').status_code == 200
+    assert httpx.post(f"{lp.base}/v1/logs", content=b'{"service": "auth"}\n{"ts": "soon"}\n',
+                      headers=lp.headers("ingest")).status_code == 200
     assert lp.query("SELECT count() FROM analytics.fact_log")[0][0] >= 0
 
-    page.goto(lp.base + "/")
+    # without the token the page asks for it; the login address sets an HttpOnly cookie and leaves the address
+    assert page.goto(lp.base + "/").status == 401
+    assert "needs a token" in page.content()
+    page.goto(lp.base + "/?token=" + lp.tokens["read"])
+    assert page.url == lp.base + "/"
+    assert lp.tokens["read"] not in page.evaluate("document.cookie")
+    page.problems.clear()  # the 401 of the first visit, and its favicon
     chart_panels = [p.id for p in PANELS if p.chart != "table"]
     quiet = {"alerts"}  # nothing fires in this test
     all_drawn = " && ".join(f"Number(document.querySelector('#panel-{p.id}')?.dataset.rows) > 0" for p in PANELS

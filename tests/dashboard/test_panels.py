@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.simulator.incidents import IncidentRequest
 from logpipe.transport.wire import encode_ndjson
+from tests.conftest import bearer, registry_of
 
 EXPECTED_COLUMNS = {"timeseries": ["t", "series", "value"], "bar": ["label", "series", "value"]}
 
@@ -106,23 +108,42 @@ def expand_grafana_macros(sql: str, start: datetime, end: datetime, service: str
     sql = re.sub(r"\$__timeFilter\((\w+)\)", lambda m: f"{m.group(1)} >= {literal(start)} AND "
                  f"{m.group(1)} <= {literal(end)}", sql)
     sql = re.sub(r"\$__timeInterval\((\w+)\)", r"toStartOfInterval(\1, INTERVAL 60 second)", sql)
-    return sql.replace("$__interval_s", "60").replace("${service}", service)
+    # Grafana's percentencode: every byte but letters, digits and -_.~ as %XX
+    return sql.replace("$__interval_s", "60").replace("${service:percentencode}", quote(service, safe=""))
+
+
+HOSTILE_SERVICES = ("x' OR 1=1 --", "x\\' OR 1=1 --", "payment') OR ('1'='1", "%27%20OR%201", "결제 '\\\n")
+
+
+def test_a_hostile_grafana_service_value_is_one_string_literal(seeded):
+    """Whatever a service name holds (quotes, backslashes, percent signs), the Grafana query compares it
+    as one value: the all-services query sees everything, a hostile name matches no row."""
+    store, now = seeded
+    panel = next(p for p in PANELS if p.id == "status_codes")
+    sql = grafana_sql(panel, store.database)
+    assert "'${service}'" not in sql and "${service:percentencode}" in sql
+    start, end = datetime.fromtimestamp(now - 3600, UTC), datetime.fromtimestamp(now + 120, UTC)
+    everything = sum(row[2] for row in store.query_rows(expand_grafana_macros(sql, start, end))[1])
+    assert everything > 0
+    for service in HOSTILE_SERVICES:
+        assert store.query_rows(expand_grafana_macros(sql, start, end, service))[1] == [], service
 
 
 @pytest.mark.parametrize("panel", PANELS, ids=[p.id for p in PANELS])
 def test_the_grafana_form_of_every_query_runs_after_macro_expansion(seeded, panel):
     store, now = seeded
     sql = grafana_sql(panel, store.database)
-    assert not re.search(r"\{\w+:", sql)  # no named parameter left
+    assert not re.search(r"(?<!\$)\{\w+:", sql)  # no named parameter left (${service:...} is Grafana's)
     start, end = datetime.fromtimestamp(now - 3600, UTC), datetime.fromtimestamp(now + 120, UTC)
     rows = store.query_rows(expand_grafana_macros(sql, start, end))[1]
     assert rows
     assert store.query_rows(expand_grafana_macros(sql, start, end, "payment"))[1]
 
 
-def test_injected_sql_in_the_parameters_is_refused_or_harmless(seeded):
+def test_injected_sql_in_the_parameters_is_refused_or_harmless(seeded, tokens):
     store, now = seeded
-    client = TestClient(create_store_app(store, lambda: {"status": "ok"}))
+    client = TestClient(create_store_app(store, lambda: {"status": "ok"}, registry_of(tokens)),
+                        headers=bearer(tokens["read"]))
     from logpipe.gateway.routers import dashboard
 
     client.app.include_router(dashboard.router)

@@ -18,6 +18,10 @@ from tests.conftest import LOGPIPE
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+EXTERNAL = yaml.safe_load((DEPLOY / "docker-compose.external.yml").read_text())
+SECRETS = ("CLICKHOUSE_PASSWORD", "CLICKHOUSE_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "KAFKA_UI_PASSWORD",
+           "LOGPIPE_INGEST_TOKEN", "LOGPIPE_READ_TOKEN", "LOGPIPE_ADMIN_TOKEN")
+EXTERNAL_SECRETS = ("KAFKA_EXTERNAL_PASSWORD", "KAFKA_TLS_KEY_PASSWORD")
 DOCKERFILES = [DEPLOY / "Dockerfile", DEPLOY / "spark" / "Dockerfile"]
 VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
@@ -28,11 +32,11 @@ def _env_example() -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def _interpolated() -> dict:
-    """The file as `docker compose config` would see it with .env.example (passwords filled in)."""
-    values = {**_env_example(), "CLICKHOUSE_PASSWORD": "secret", "GRAFANA_ADMIN_PASSWORD": "secret"}
-    text = VARIABLE.sub(lambda m: values.get(m.group(1)) or (m.group(2) or ""), (DEPLOY / "docker-compose.yml")
-                        .read_text())
+def _interpolated(name: str = "docker-compose.yml") -> dict:
+    """The file as `docker compose config` would see it with .env.example (secrets filled in)."""
+    values = {**_env_example(), **{secret: "secret" for secret in SECRETS + EXTERNAL_SECRETS},
+              "KAFKA_EXTERNAL_HOST": "vm.example", "KAFKA_EXTERNAL_USER": "client"}
+    text = VARIABLE.sub(lambda m: values.get(m.group(1)) or (m.group(2) or ""), (DEPLOY / name).read_text())
     return yaml.safe_load(text)
 
 
@@ -42,19 +46,91 @@ def test_the_compose_file_validates_against_the_compose_specification_schema():
                         .read_text())
     jsonschema.validate(COMPOSE, schema)
     jsonschema.validate(_interpolated(), schema)
+    jsonschema.validate(EXTERNAL, schema)
+    jsonschema.validate(_interpolated("docker-compose.external.yml"), schema)
 
 
 def test_every_variable_compose_reads_is_documented_in_env_example():
-    used = set(VARIABLE.findall((DEPLOY / "docker-compose.yml").read_text()))
-    assert {name for name, _ in used} <= set(_env_example())
+    for name in ("docker-compose.yml", "docker-compose.external.yml"):
+        used = set(VARIABLE.findall((DEPLOY / name).read_text()))
+        assert {variable for variable, _ in used} <= set(_env_example()), name
 
 
-def test_passwords_have_no_default():
-    text = (DEPLOY / "docker-compose.yml").read_text()
-    for secret in ("CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
-        assert re.findall(rf"\$\{{{secret}(:?[-?][^}}]*)?\}}", text)
-        assert not re.search(rf"\$\{{{secret}:?-", text), f"{secret} must not default"
-    assert _env_example()["CLICKHOUSE_PASSWORD"] == "" and _env_example()["GRAFANA_ADMIN_PASSWORD"] == ""
+def test_secrets_have_no_default_and_are_required():
+    for name, secrets in (("docker-compose.yml", SECRETS), ("docker-compose.external.yml", EXTERNAL_SECRETS)):
+        text = (DEPLOY / name).read_text()
+        for secret in secrets:
+            uses = re.findall(rf"\$\{{{secret}(:?[-?])?[^}}]*\}}", text)
+            assert uses and all(use == ":?" for use in uses), f"{name}: {secret} must be required, never defaulted"
+            assert _env_example()[secret] == "", secret
+
+
+def test_nothing_published_answers_without_credentials():
+    services = _interpolated()["services"]
+    published = {name: [port.split(":")[0] for port in service.get("ports", [])] for name, service in services.items()}
+    assert {name: ports for name, ports in published.items() if ports} == {
+        "gateway": ["8000"], "grafana": ["3000"], "kafka-ui": ["8080"]}
+    gateway = COMPOSE["x-logpipe-env"]
+    for role in ("INGEST", "READ", "ADMIN"):
+        assert gateway[f"LOGPIPE_{role}_TOKEN"].startswith(f"${{LOGPIPE_{role}_TOKEN:?")
+    assert all("LOGPIPE_AUTH_ENABLED" not in s.get("environment", {}) for s in services.values())
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    kafka_ui = services["kafka-ui"]["environment"]
+    assert kafka_ui["AUTH_TYPE"] == "LOGIN_FORM" and kafka_ui["SPRING_SECURITY_USER_PASSWORD"] == "secret"
+    kafka = services["kafka"]["environment"]
+    assert "EXTERNAL" not in kafka["KAFKA_LISTENERS"]
+    protocols = set(kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols == {"CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"}
+
+
+def test_the_external_kafka_listener_is_sasl_scram_over_tls():
+    kafka = _interpolated("docker-compose.external.yml")["services"]["kafka"]
+    assert kafka["ports"] == ["29092:29092"]
+    env = kafka["environment"]
+    protocols = dict(pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["EXTERNAL"] == "SASL_SSL" and env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule" in env["KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    assert env["KAFKA_ADVERTISED_LISTENERS"].endswith("EXTERNAL://vm.example:29092")
+    init = EXTERNAL["services"]["kafka-scram-init"]
+    script = init["command"][0]
+    assert "--add-config-file" in script and "$$KAFKA_EXTERNAL_PASSWORD" in script  # from the environment, via a file
+    assert "--add-config " not in script
+
+
+def test_the_clickhouse_reader_is_select_only_with_the_query_limits():
+    import xml.etree.ElementTree as ET
+
+    from logpipe.warehouse.config import QueryLimits
+
+    root = ET.parse(DEPLOY / "clickhouse" / "users.d" / "logpipe.xml").getroot()
+    profile = root.find("profiles/logpipe_reader")
+    limits = QueryLimits()
+    assert profile.findtext("readonly") == "1"
+    for name, value in limits.settings().items():
+        assert profile.findtext(name) == str(int(value) if isinstance(value, float) else value), name
+    user = root.find("users/logpipe_reader")
+    assert user.find("password").get("from_env") == "CLICKHOUSE_READER_PASSWORD"
+    assert [q.text for q in user.findall("grants/query")] == ["GRANT SELECT ON analytics.*"]
+    clickhouse = COMPOSE["services"]["clickhouse"]
+    assert "./clickhouse/users.d:/etc/clickhouse-server/users.d:ro" in clickhouse["volumes"]
+    assert clickhouse["environment"]["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == 0
+    env = COMPOSE["x-logpipe-env"]
+    assert env["LOGPIPE_CLICKHOUSE_READ_USER"] == "logpipe_reader"
+    assert "@" not in env["LOGPIPE_CLICKHOUSE_URL"]  # no password in a URL
+
+
+def test_the_watchdog_reaches_docker_only_through_a_proxy_of_read_endpoints():
+    services = COMPOSE["services"]
+    watchdog = services["watchdog"]
+    assert not any("docker.sock" in volume for volume in watchdog.get("volumes", []))
+    assert watchdog["environment"]["LOGPIPE_DOCKER_URL"] == "tcp://docker-proxy:2375"
+    proxy = services["docker-proxy"]
+    assert proxy["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock:ro"]
+    allowed = {name for name, value in proxy["environment"].items() if value == 1}
+    assert allowed == {"EVENTS", "CONTAINERS", "PING", "VERSION"} and proxy["environment"]["POST"] == 0
+    assert [name for name, s in services.items() if any("docker.sock" in v for v in s.get("volumes", []))] == [
+        "docker-proxy"]
 
 
 def test_every_logpipe_variable_set_in_compose_exists_in_the_settings():
@@ -82,7 +158,7 @@ def test_the_ports_and_volumes_in_the_deployment_guide_match_compose():
     host_mounts = sorted((name, v.split(":")[0], v.split(":")[1]) for name, s in services.items()
                          for v in s.get("volumes", []) if v.startswith("/data"))
     assert documented == host_mounts
-    assert "29092, 4040, 3000, 8000, 8080".replace(", ", ",") in guide.replace(" ", "")
+    assert "ufw allow 3000,8000,8080/tcp" in guide
 
 
 def test_clickhouse_init_sql_is_the_schema_the_application_applies(tmp_path):
@@ -121,7 +197,10 @@ def test_grafana_provisioning_is_mounted_and_refers_to_what_exists():
     for path in dashboards:
         uids = set(re.findall(r'"uid": "([\w-]+)"', path.read_text())) - {"logpipe-overview"}
         assert uids == {source["uid"]}
-    assert {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"} <= set(grafana["environment"])
+    assert {"CLICKHOUSE_READER_USER", "CLICKHOUSE_READER_PASSWORD"} <= set(grafana["environment"])
+    assert source["jsonData"]["username"] == "${CLICKHOUSE_READER_USER}"
+    assert source["secureJsonData"]["password"] == "${CLICKHOUSE_READER_PASSWORD}"
+    assert grafana["environment"]["CLICKHOUSE_READER_USER"] == "logpipe_reader"
 
 
 def test_services_wait_for_healthy_dependencies_restart_and_have_memory_limits():
@@ -137,7 +216,6 @@ def test_services_wait_for_healthy_dependencies_restart_and_have_memory_limits()
     assert total <= 7 * 1024  # MiB on an 8 GB VM, leaving the OS its share
     assert services["spark"]["command"][:4] == ["logpipe", "spark", "--source", "kafka"]
     assert "/data/spark_checkpoints" in services["spark"]["environment"]["LOGPIPE_SPARK_CHECKPOINT_DIR"]
-    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in services["watchdog"]["volumes"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -68,8 +68,8 @@ def watched(tmp_path, recorder, logpipe_factory):
                            LOGPIPE_SIM_RATE="2000", LOGPIPE_SIM_DIURNAL="false")
 
 
-def _incident(base: str, seconds: int) -> None:
-    response = httpx.post(f"{base}/v1/simulator/incidents", json={
+def _incident(lp, seconds: int) -> None:
+    response = httpx.post(f"{lp.base}/v1/simulator/incidents", headers=lp.headers("admin"), json={
         "type": "error_burst", "service": "payment", "duration_s": seconds, "error_rate": 0.8})
     assert response.status_code in (200, 201), response.text
 
@@ -77,7 +77,7 @@ def _incident(base: str, seconds: int) -> None:
 def test_an_error_burst_fires_once_then_resolves_once(watched, recorder):
     time.sleep(4)  # a baseline without the incident
     assert recorder.delivered("error_rate", "payment", "firing") == []
-    _incident(watched.base, 15)
+    _incident(watched, 15)
     assert wait_for(lambda: recorder.delivered("error_rate", "payment", "firing"), 40), recorder.calls
     (firing,) = recorder.delivered("error_rate", "payment", "firing")
     assert firing["severity"] == "critical" and firing["threshold"] == 20
@@ -89,7 +89,7 @@ def test_an_error_burst_fires_once_then_resolves_once(watched, recorder):
     import subprocess
 
     listed = subprocess.run([*LOGPIPE, "alerts", "--url", watched.base, "--format", "json"], check=True,
-                            capture_output=True, text=True).stdout
+                            capture_output=True, text=True, env=watched.client_env()).stdout
     assert [row[:2] for row in json.loads(listed)["rows"]] == [["error_rate", "payment"]]
 
     assert wait_for(lambda: recorder.delivered("error_rate", "payment", "resolved"), 60), recorder.calls
@@ -103,9 +103,12 @@ def test_an_error_burst_fires_once_then_resolves_once(watched, recorder):
 
 
 def test_a_stopped_processor_fires_a_health_alert_and_resolves_when_it_runs_again(watched, recorder):
-    assert httpx.put(f"{watched.base}/v1/processor", json={"running": False}).json() == {"running": False}
+    admin = watched.headers("admin")
+    assert httpx.put(f"{watched.base}/v1/processor", json={"running": False}, headers=admin).json() == {
+        "running": False}
     assert wait_for(lambda: recorder.delivered("component_down", "processor", "firing"), 30), recorder.calls
-    assert httpx.put(f"{watched.base}/v1/processor", json={"running": True}).json() == {"running": True}
+    assert httpx.put(f"{watched.base}/v1/processor", json={"running": True}, headers=admin).json() == {
+        "running": True}
     assert wait_for(lambda: recorder.delivered("component_down", "processor", "resolved"), 30), recorder.calls
     assert len(recorder.delivered("component_down", "processor", "firing")) == 1
     assert watched.stop() == 0
@@ -114,12 +117,12 @@ def test_a_stopped_processor_fires_a_health_alert_and_resolves_when_it_runs_agai
 def test_a_failing_then_hanging_webhook_is_retried_without_holding_up_the_pipeline(watched, recorder):
     recorder.script = ["500", "500", "hang"]
     inserted_before = watched.query("SELECT count() FROM analytics.fact_log")[0][0]
-    _incident(watched.base, 20)
+    _incident(watched, 20)
     assert wait_for(lambda: recorder.delivered("error_rate", "payment", "firing"), 60), recorder.calls
     answers = [c["answer"] for c in recorder.calls if c["body"]["rule"] == "error_rate"]
     assert answers[:4] == ["500", "500", "hang", "ok"]
     assert watched.query("SELECT count() FROM analytics.fact_log")[0][0] > inserted_before + 10_000
-    assert httpx.get(f"{watched.base}/healthz").status_code == 200
+    assert httpx.get(f"{watched.base}/healthz", headers=watched.headers()).status_code == 200
     assert watched.stop() == 0
 
 
@@ -135,7 +138,6 @@ def test_the_default_rules_file_loads_and_documents_every_kind():
 
 
 def test_logpipe_watch_on_its_own_sees_a_second_process_go_down(tmp_path, recorder, logpipe_factory):
-    import os
     import signal
     import subprocess
 
@@ -144,8 +146,9 @@ def test_logpipe_watch_on_its_own_sees_a_second_process_go_down(tmp_path, record
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     lp = logpipe_factory(LOGPIPE_SIM_RATE="200", LOGPIPE_WATCH_ENABLED="false")
-    other = logpipe_factory(data_dir=tmp_path / "other", LOGPIPE_SIM_RATE="10", LOGPIPE_WATCH_ENABLED="false")
-    env = {**os.environ, "LOGPIPE_WATCH_RULES": str(rules), "LOGPIPE_ALERT_WEBHOOK_URL": recorder.url,
+    other = logpipe_factory(data_dir=tmp_path / "other", tokens=lp.tokens, LOGPIPE_SIM_RATE="10",
+                            LOGPIPE_WATCH_ENABLED="false")
+    env = {**lp.client_env(), "LOGPIPE_WATCH_RULES": str(rules), "LOGPIPE_ALERT_WEBHOOK_URL": recorder.url,
            "LOGPIPE_DOCKER_URL": f"unix://{tmp_path}/no-docker.sock", "LOGPIPE_HTTP_PORT": str(free_port())}
     watcher = subprocess.Popen([*LOGPIPE, "watch", "--url", lp.base, "--health-url", other.base], env=env,
                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "wb"))  # noqa: SIM115

@@ -26,7 +26,7 @@ from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 from logpipe.warehouse.store import Store
 from tests.conftest import LOGPIPE, free_port
-from tests.kafka_support import caught_up, kafka_test_config, produce_traffic, wait_for
+from tests.kafka_support import caught_up, headers, kafka_test_config, produce_traffic, wait_for
 
 CORPUS = Path(__file__).with_name("golden_corpus.ndjson")
 UNDECODABLE = [b"\xff\xfe not utf-8", b""]
@@ -140,7 +140,7 @@ def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(
 
     def count() -> tuple[int, int]:
         try:
-            response = httpx.post(f"http://127.0.0.1:{port}/v1/query", timeout=10,
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/query", timeout=10, headers=headers(env),
                                   content=b"SELECT count(), uniqExact(event_id) FROM analytics.fact_log")
             return tuple(response.json()["rows"][0]) if response.status_code == 200 else (0, 0)
         except httpx.HTTPError:
@@ -156,7 +156,7 @@ def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(
         assert wait_for(lambda: count()[0] >= produced, 240), (count(), (tmp_path / "spark.log").read_text()[-3000:])
         assert count() == (produced, produced)
         def gauge(name: str) -> float:
-            for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", headers=headers(env)).text.splitlines():
                 if line.startswith(name + " "):
                     return float(line.split()[1])
             raise AssertionError(f"{name} not exposed")

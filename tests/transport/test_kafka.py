@@ -93,7 +93,7 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     events = [{"event_id": f"gk-{i}", "ts": now, "service": ["auth", "order", "payment", "notify"][i % 4],
                "status": 200} for i in range(400)]
     events[7] = {"event_id": "gk-bad", "service": "auth"}  # no ts
-    response = httpx_post(lp.base, b"\n".join(orjson.dumps(e) for e in events))
+    response = httpx_post(lp, b"\n".join(orjson.dumps(e) for e in events))
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 399 and response.json()["errors"][0]["index"] == 7
 
@@ -121,8 +121,8 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
 
     # the offsets are committed (and the lag gauge set) just after the rows become visible
     lag_gauge = f'logpipe_kafka_consumer_lag{{partition="0",topic="{new_topic}"}}'
-    assert wait_for(lambda: lag_gauge in httpx_get(f"{lp.base}/metrics"), 30)
-    exposed = httpx_get(f"{lp.base}/metrics")
+    assert wait_for(lambda: lag_gauge in httpx_get(f"{lp.base}/metrics", lp.headers()), 30)
+    exposed = httpx_get(f"{lp.base}/metrics", lp.headers())
     assert "logpipe_kafka_commit_seconds_count" in exposed
     assert "logpipe_kafka_record_age_seconds_count" in exposed
 
@@ -135,16 +135,16 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
     assert lp.stop() == 0
 
 
-def httpx_get(url: str) -> str:
+def httpx_get(url: str, headers: dict[str, str]) -> str:
     import httpx
 
-    return httpx.get(url, timeout=30).text
+    return httpx.get(url, timeout=30, headers=headers).text
 
 
-def httpx_post(base: str, body: bytes):
+def httpx_post(lp, body: bytes):
     import httpx
 
-    return httpx.post(f"{base}/v1/logs", content=body, timeout=60)
+    return httpx.post(f"{lp.base}/v1/logs", content=body, timeout=60, headers=lp.headers("ingest"))
 
 
 def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(kafka_broker, logpipe_factory):
@@ -163,7 +163,7 @@ def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(k
         body = b"\n".join(orjson.dumps({"event_id": f"fz-{request_id}-{i}", "ts": time.time(), "service": "order",
                                         "status": 200}) for i in range(50))
         started = time.monotonic()
-        status = httpx.post(f"{lp.base}/v1/logs", content=body, timeout=120).status_code
+        status = httpx.post(f"{lp.base}/v1/logs", content=body, timeout=120, headers=lp.headers("ingest")).status_code
         outcomes[request_id] = (status, time.monotonic() - started)
 
     broker.send_signal(signal.SIGSTOP)

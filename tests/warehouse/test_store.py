@@ -18,7 +18,8 @@ from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.wire import encode_ndjson
 from logpipe.warehouse import store as store_module
-from logpipe.warehouse.store import SPOOL_PREFIX, StoreError, schema_statements
+from logpipe.warehouse.errors import StoreError
+from logpipe.warehouse.store import SPOOL_PREFIX, schema_statements
 
 
 def _columns(store, table):

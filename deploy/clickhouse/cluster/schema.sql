@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS analytics.fact_log_local ON CLUSTER 'logpipe'
     message     String CODEC(ZSTD(3)),
     attributes  Map(String, String) CODEC(ZSTD(1)),
     source      LowCardinality(String),
+    sender      LowCardinality(String),
     topic       LowCardinality(String),
     partition   Int32 CODEC(T64, ZSTD(1)),
     offset      Int64 CODEC(Delta, ZSTD(1))
@@ -51,6 +52,14 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, merge
 -- 010_fact_log_distributed.sql
 CREATE TABLE IF NOT EXISTS analytics.fact_log ON CLUSTER 'logpipe' AS analytics.fact_log_local
 ENGINE = Distributed('logpipe', analytics, fact_log_local, cityHash64(event_id));
+
+-- 011_fact_log_sender.sql
+-- Tables created before the sender column (the name of the ingest token that sent each event) take it here.
+ALTER TABLE analytics.fact_log_local ON CLUSTER 'logpipe' ADD COLUMN IF NOT EXISTS sender LowCardinality(String) AFTER source;
+
+-- 011_fact_log_sender_distributed.sql
+-- Tables created before the sender column (the name of the ingest token that sent each event) take it here.
+ALTER TABLE analytics.fact_log ON CLUSTER 'logpipe' ADD COLUMN IF NOT EXISTS sender LowCardinality(String) AFTER source;
 
 -- 020_dead_letter.sql
 -- Records that could not become fact rows, with the raw payload and the reason.

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS analytics.fact_log
     message     String CODEC(ZSTD(3)),
     attributes  Map(String, String) CODEC(ZSTD(1)),
     source      LowCardinality(String),
+    sender      LowCardinality(String),
     topic       LowCardinality(String),
     partition   Int32 CODEC(T64, ZSTD(1)),
     offset      Int64 CODEC(Delta, ZSTD(1))
@@ -47,6 +48,10 @@ ORDER BY (service, ts)
 TTL toDateTime(ts) + INTERVAL 30 DAY
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, merge_selector_base = 64,
          min_bytes_for_wide_part = 134217728;
+
+-- 011_fact_log_sender.sql
+-- Tables created before the sender column (the name of the ingest token that sent each event) take it here.
+ALTER TABLE analytics.fact_log ADD COLUMN IF NOT EXISTS sender LowCardinality(String) AFTER source;
 
 -- 020_dead_letter.sql
 -- Records that could not become fact rows, with the raw payload and the reason.

@@ -4,6 +4,7 @@ duration, by a few concurrent senders (as a log shipper's HTTP sink sends severa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int =
         counts: Counter[str] = Counter()
         interval = batch * concurrency / rate if rate else 0.0  # each sender's share of the rate
         next_at = time.monotonic() + interval * offset / (7 * concurrency)
-        with httpx.Client(base_url=base, timeout=60) as client:
+        # the token from this process's environment: a command line is visible to every user (ps)
+        token = os.environ.get("LOGPIPE_INGEST_TOKEN", "")
+        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
             i = offset
             while time.monotonic() < deadline:
                 if interval:

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from logpipe import metrics
+from logpipe.auth.tokens import Role, new_token
 from logpipe.bench.resources import ResourceMonitor, Usage, children
 from logpipe.events import Provenance
 from logpipe.memory import configure_allocators
@@ -281,13 +282,23 @@ def _wait_for_merges(store, timeout_s: float = 60.0) -> None:
 
 
 # served: `logpipe up` or `logpipe spark` in a process of its own ------------------------------------
+# The served process's tokens, given in its environment as an operator would, and to the load processes
+# in theirs (never on a command line).
+TOKENS = {role: new_token() for role in Role}
+TOKEN_ENV = {f"LOGPIPE_{role.upper()}_TOKEN": token for role, token in TOKENS.items()}
+
+
+def _headers(role: Role = Role.READ) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
 def _scrape(base: str) -> dict[tuple[str, str], float]:
     """(metric, component) -> value from a logpipe process's /metrics (histograms as _sum and _count)."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text):
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10, headers=_headers()).text):
         for sample in family.samples:
             if sample.name.endswith(("_total", "_sum", "_count")) or family.type == "gauge":
                 values[(sample.name, sample.labels.get("component", ""))] = sample.value
@@ -303,14 +314,14 @@ def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180)
 
     import httpx
 
-    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command], env={**os.environ, **env},
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command], env={**os.environ, **env, **TOKEN_ENV},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"logpipe {command} exited with {process.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2, headers=_headers()).status_code == 200:
                 return process
         except httpx.HTTPError:
             pass
@@ -336,7 +347,7 @@ class MarkerProbe:
         has its partitions), start posting markers, so the figures are the steady state's."""
         import httpx
 
-        with httpx.Client(base_url=self.base, timeout=30) as client:
+        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.ADMIN)) as client:
             line = json.dumps({"event_id": "warm-up", "ts": _iso(time.time()), "service": "bench"}).encode()
             client.post("/v1/logs", content=line + b"\n").raise_for_status()
             deadline = time.monotonic() + warm_up_timeout_s
@@ -355,7 +366,7 @@ class MarkerProbe:
     def _post(self) -> None:
         import httpx
 
-        with httpx.Client(base_url=self.base, timeout=30) as client:
+        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.INGEST)) as client:
             sequence = 0
             while not self._stop.wait(MARKER_EVERY_S):
                 marker, now = f"marker-{sequence}", time.time()
@@ -370,7 +381,7 @@ class MarkerProbe:
     def _poll(self) -> None:
         import httpx
 
-        with httpx.Client(base_url=self.base, timeout=30) as client:
+        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.READ)) as client:
             while not self._stop.wait(0.05):
                 pending = [m for m in list(self.sent) if m not in self.seen]
                 if not pending:
@@ -423,7 +434,7 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
         started = time.perf_counter()
         loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
                                      str(seed), str(concurrency), str(rate / clients)],
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV})
                    for seed in range(clients)]
         for i, loader in enumerate(loaders):
             monitor.watch(f"load generator {i}", loader.pid, pipeline=False)

@@ -19,6 +19,10 @@ BUCKET = re.compile(r"toStartOfInterval\((\w+), INTERVAL \{bucket:UInt32\} SECON
 SERVICE_FILTER = "({service:String} = '' OR service = {service:String})"
 ANY_SERVICE_FILTER = re.compile(r"\(\{service:String\} = '' OR (\w+) = \{service:String\}\)")
 GRAFANA_ALL = "__all"
+# The service variable inside a ClickHouse string literal: percent-encoded by Grafana, so the literal
+# holds nothing but letters, digits, "-._~" and %XX (no quote or backslash can end it), decoded by
+# ClickHouse. Grafana's sqlstring format doubles quotes only, and ClickHouse also reads \' as a quote.
+GRAFANA_SERVICE = "decodeURLComponent('${service:percentencode}')"
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,10 @@ def grafana_sql(panel: Panel, database: str) -> str:
     sql = panel.sql.replace("{db}", database)
     sql = TIME_FILTER.sub(r"$__timeFilter(\1)", sql)
     sql = BUCKET.sub(r"$__timeInterval(\1)", sql)
-    sql = ANY_SERVICE_FILTER.sub(rf"('${{service}}' = '{GRAFANA_ALL}' OR \1 = '${{service}}')", sql)
+    sql = ANY_SERVICE_FILTER.sub(lambda m: f"({GRAFANA_SERVICE} = '{GRAFANA_ALL}' OR {m.group(1)} = {GRAFANA_SERVICE})",
+                                 sql)
     sql = sql.replace("{bucket:UInt32}", "$__interval_s")
-    leftover = re.search(r"\{\w+:[^}]+\}", sql)
+    leftover = re.search(r"(?<!\$)\{\w+:[^}]+\}", sql)  # a named parameter left; ${var:format} is Grafana's
     if leftover:
         raise ValueError(f"panel {panel.id}: no Grafana form for {leftover.group(0)}")
     return sql

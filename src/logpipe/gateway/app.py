@@ -2,7 +2,9 @@
 
 ``create_app`` is the gateway of ``logpipe up`` and ``logpipe gateway``: ingest, simulator control,
 read-only queries, health and metrics. ``create_store_app`` is what a ``logpipe process`` serves:
-health and metrics, and when it owns an embedded store, queries and worker inserts into it.
+health and metrics, and when it owns an embedded store, queries and worker inserts into it. Every
+route but ``/ping`` needs a token (``gateway.security``); the OpenAPI document is served to the read
+role at ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,33 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from logpipe.auth.tokens import TokenRegistry
 from logpipe.gateway.routers import control, dashboard, health, logs, query, simulator, warehouse
+from logpipe.gateway.security import READ
 from logpipe.pipeline import Pipeline
 from logpipe.warehouse.store import Store
 
 VERSION = "0.1.0"
 
 
-def create_app(pipeline: Pipeline) -> FastAPI:
+def _app(title: str, description: str, tokens: TokenRegistry, **options: Any) -> FastAPI:
+    # FastAPI's own /docs page loads its scripts from a CDN, and its routes take no dependencies:
+    # the OpenAPI document is served below, to the read role.
+    app = FastAPI(title=title, version=VERSION, description=description, docs_url=None, redoc_url=None,
+                  openapi_url=None, **options)
+    app.state.tokens = tokens
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[READ])
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    return app
+
+
+def create_app(pipeline: Pipeline, tokens: TokenRegistry) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(pipeline.start)
@@ -31,8 +50,7 @@ def create_app(pipeline: Pipeline) -> FastAPI:
             # uvicorn has stopped taking requests and finished the ones in flight
             await run_in_threadpool(pipeline.stop)
 
-    app = FastAPI(title="logpipe", version=VERSION, lifespan=lifespan,
-                  description="Log ETL and monitoring pipeline: ingest, simulate, query.")
+    app = _app("logpipe", "Log ETL and monitoring pipeline: ingest, simulate, query.", tokens, lifespan=lifespan)
     app.state.pipeline = pipeline
     app.state.store = pipeline.store
     app.state.health = pipeline.health
@@ -43,10 +61,9 @@ def create_app(pipeline: Pipeline) -> FastAPI:
     return app
 
 
-def create_store_app(store: Any, health_report: Callable[[], dict[str, Any]]) -> FastAPI:
+def create_store_app(store: Any, health_report: Callable[[], dict[str, Any]], tokens: TokenRegistry) -> FastAPI:
     """``store`` is served to others only if this process owns it (a ``Store``, not a remote one)."""
-    app = FastAPI(title="logpipe process", version=VERSION,
-                  description="Stream processor: health, metrics, and the store it owns.")
+    app = _app("logpipe process", "Stream processor: health, metrics, and the store it owns.", tokens)
     app.state.store = store
     app.state.health = health_report
     app.include_router(health.router)

@@ -13,7 +13,8 @@ class BackgroundServer:
     """uvicorn in a thread; it installs no signal handlers there, so the main loop keeps them."""
 
     def __init__(self, app: FastAPI, host: str, port: int):
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        # log_config=None: uvicorn logs through the root logger's handlers, and so through their redaction
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None))
         self.thread = threading.Thread(target=self.server.run, name=f"logpipe-http-{port}", daemon=True)
 
     def start(self, timeout_s: float = 15.0) -> BackgroundServer:

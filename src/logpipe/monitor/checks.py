@@ -16,7 +16,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from logpipe.monitor.rules import Rule
-from logpipe.warehouse.store import StoreError
+from logpipe.warehouse.errors import StoreError
 
 UP_STATES = frozenset({"up"})
 
@@ -41,13 +41,16 @@ class Observer:
         return totals
 
 
-def http_observer(base_url: str, database: str = "analytics", health_urls: tuple[str, ...] = ()) -> Observer:
-    """The pipeline as seen from outside, through its gateway's API; ``health_urls`` are more
-    processes (``logpipe process``, ``logpipe spark``) whose ``/healthz`` components join the gateway's."""
+def http_observer(base_url: str, database: str = "analytics", health_urls: tuple[str, ...] = (),
+                  token: str = "") -> Observer:
+    """The pipeline as seen from outside, through its gateway's API, with a token of the read role;
+    ``health_urls`` are more processes (``logpipe process``, ``logpipe spark``) whose ``/healthz``
+    components join the gateway's."""
     from logpipe.warehouse.config import WarehouseConfig
     from logpipe.warehouse.remote import RemoteStore
 
-    client = httpx.Client(base_url=base_url.rstrip("/"), timeout=10)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = httpx.Client(base_url=base_url.rstrip("/"), timeout=10, headers=headers)
 
     def health() -> dict[str, Any]:
         report = client.get("/healthz").json()
@@ -64,7 +67,7 @@ def http_observer(base_url: str, database: str = "analytics", health_urls: tuple
     def metrics_text() -> str:
         return client.get("/metrics").text
 
-    store = RemoteStore(WarehouseConfig(url="logpipe+" + base_url.rstrip("/"), database=database))
+    store = RemoteStore(WarehouseConfig(url="logpipe+" + base_url.rstrip("/"), database=database, api_token=token))
     return Observer(store, health, metrics_text)
 
 

@@ -1,8 +1,9 @@
-"""Notifiers (Slack incoming webhook, generic JSON webhook, console) behind a bounded queue.
+"""Notifiers (Slack incoming webhook, generic JSON webhook, console), each behind a bounded queue.
 
-Sending happens on the dispatcher's own thread with timeouts and retries with backoff, so a slow
-or dead webhook never blocks the watchdog or the pipeline; when the queue is full, the newest
-message is dropped and counted.
+Each notifier sends on a thread of its own with timeouts and retries with backoff, so a slow or dead
+webhook never blocks the watchdog, the pipeline or another notifier; when a queue is full, the newest
+message is dropped and counted. Webhook URLs are secrets: log lines name the notifier and the HTTP
+status, never the URL. Text that clients control (service names) is escaped for Slack and capped.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ import httpx
 from prometheus_client import Counter
 
 from logpipe import metrics
+from logpipe.redact import redact, register_secret
 
 log = logging.getLogger("logpipe.watchdog")
 
@@ -61,12 +64,33 @@ class Notifier(Protocol):
     def send(self, alert: Alert, client: httpx.Client) -> None: ...
 
 
+SUBJECT_MAX = 120
+MESSAGE_MAX = 600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """Control characters (newlines among them) as spaces: a client's service name cannot forge a log line."""
+    return _CONTROL.sub(" ", text)
+
+
+def slack_text(text: str, limit: int) -> str:
+    """Text that clients control (service names, messages) as Slack shows it literally: ``&``, ``<`` and
+    ``>`` escaped, so ``<!channel>`` or ``<https://…|click>`` stay text, and capped in length."""
+    return capped(one_line(text), limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class ConsoleNotifier:
     name = "console"
 
     def send(self, alert: Alert, client: httpx.Client) -> None:
         level = logging.WARNING if alert.state == "firing" else logging.INFO
-        log.log(level, "[%s] %s %s: %s", alert.state.upper(), alert.rule, alert.subject, alert.message)
+        log.log(level, "[%s] %s %s: %s", alert.state.upper(), alert.rule, capped(one_line(alert.subject), SUBJECT_MAX),
+                capped(one_line(alert.message), MESSAGE_MAX))
 
 
 class WebhookNotifier:
@@ -76,9 +100,13 @@ class WebhookNotifier:
 
     def __init__(self, url: str):
         self.url = url
+        register_secret(url)
 
     def send(self, alert: Alert, client: httpx.Client) -> None:
-        client.post(self.url, json=alert.as_json()).raise_for_status()
+        document = alert.as_json()
+        document["subject"] = capped(alert.subject, SUBJECT_MAX)
+        document["message"] = capped(alert.message, MESSAGE_MAX)
+        client.post(self.url, json=document).raise_for_status()
 
 
 class SlackNotifier:
@@ -90,84 +118,109 @@ class SlackNotifier:
 
     def __init__(self, url: str):
         self.url = url
+        register_secret(url)
 
     def payload(self, alert: Alert) -> dict[str, Any]:
         icon = ":white_check_mark:" if alert.state == "resolved" else self.ICONS.get(alert.severity, "")
-        title = f"{icon} [{alert.state.upper()}] {alert.rule} — {alert.subject}"
-        fields = [f"*Severity*\n{alert.severity}", f"*Subject*\n{alert.subject}",
+        subject = slack_text(alert.subject, SUBJECT_MAX)
+        message = slack_text(alert.message, MESSAGE_MAX)
+        title = f"{icon} [{alert.state.upper()}] {alert.rule} — {subject}"
+        fields = [f"*Severity*\n{alert.severity}", f"*Subject*\n{subject}",
                   f"*Value*\n{alert.value:.4g} (threshold {alert.threshold:.4g})",
                   f"*Since*\n{_iso(alert.since)}"]
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": alert.message},
+            {"type": "header", "text": {"type": "plain_text", "text": capped(title, 150), "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": message},
              "fields": [{"type": "mrkdwn", "text": text} for text in fields]},
         ]
         if alert.link:
             blocks.append({"type": "actions", "elements": [
                 {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": alert.link}]})
-        return {"text": f"{title}: {alert.message}", "blocks": blocks}
+        return {"text": f"{title}: {message}", "blocks": blocks}
 
     def send(self, alert: Alert, client: httpx.Client) -> None:
         client.post(self.url, json=self.payload(alert)).raise_for_status()
 
 
-class Dispatcher:
-    """A bounded queue and one sender thread; each notifier retries with exponential backoff."""
+class _Outbox:
+    """One notifier's bounded queue and sender thread: a channel that is slow or dead delays only itself."""
 
-    def __init__(self, notifiers: list[Notifier], capacity: int = 1000, timeout_s: float = 5.0,
-                 max_attempts: int = 8, first_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
-        self.notifiers = notifiers
+    def __init__(self, notifier: Notifier, capacity: int, timeout_s: float, max_attempts: int,
+                 first_backoff_s: float, max_backoff_s: float):
+        self.notifier = notifier
         self.queue: queue.Queue[Alert | None] = queue.Queue(maxsize=capacity)
         self.client = httpx.Client(timeout=timeout_s)
         self.max_attempts = max_attempts
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="logpipe-notify", daemon=True)
-        self._thread.start()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"logpipe-notify-{notifier.name}", daemon=True)
+        self.thread.start()
 
     def submit(self, alert: Alert) -> bool:
         try:
             self.queue.put_nowait(alert)
             return True
         except queue.Full:
-            NOTIFICATIONS.labels(notifier="queue", outcome="dropped").inc()
-            log.error("notification queue full: dropped %s %s %s", alert.state, alert.rule, alert.subject)
+            NOTIFICATIONS.labels(notifier=self.notifier.name, outcome="dropped").inc()
+            log.error("%s notification queue full: dropped %s %s", self.notifier.name, alert.state, alert.rule)
             return False
 
     def _run(self) -> None:
-        while True:
-            alert = self.queue.get()
-            if alert is None:
-                return
-            for notifier in self.notifiers:
-                self._deliver(notifier, alert)
+        while (alert := self.queue.get()) is not None:
+            self._deliver(alert)
 
-    def _deliver(self, notifier: Notifier, alert: Alert) -> None:
+    def _deliver(self, alert: Alert) -> None:
         backoff = self.first_backoff_s
+        name = self.notifier.name
         for attempt in range(1, self.max_attempts + 1):
             try:
-                notifier.send(alert, self.client)
-                NOTIFICATIONS.labels(notifier=notifier.name, outcome="sent").inc()
+                self.notifier.send(alert, self.client)
+                NOTIFICATIONS.labels(notifier=name, outcome="sent").inc()
                 return
             except (httpx.HTTPError, OSError) as exc:
-                NOTIFICATIONS.labels(notifier=notifier.name, outcome="retried").inc()
-                log.warning("%s notification failed (attempt %d/%d): %s", notifier.name, attempt,
-                            self.max_attempts, exc)
-                if self._stop.wait(backoff):
+                NOTIFICATIONS.labels(notifier=name, outcome="retried").inc()
+                log.warning("%s notification failed (attempt %d/%d): %s", name, attempt, self.max_attempts,
+                            _describe(exc))
+                if self.stopping.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.max_backoff_s)
-        NOTIFICATIONS.labels(notifier=notifier.name, outcome="failed").inc()
-        log.error("%s notification given up: %s %s %s", notifier.name, alert.state, alert.rule, alert.subject)
+        NOTIFICATIONS.labels(notifier=name, outcome="failed").inc()
+        log.error("%s notification given up: %s %s", name, alert.state, alert.rule)
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Send what is queued for up to ``timeout_s``, then stop retrying."""
+    def close(self, timeout_s: float) -> None:
         with contextlib.suppress(queue.Full):
             self.queue.put(None, timeout=timeout_s)
-        self._thread.join(timeout_s)
-        self._stop.set()
-        self._thread.join(timeout_s)
+        self.thread.join(timeout_s)
+        self.stopping.set()
+        self.thread.join(timeout_s)
         self.client.close()
+
+
+def _describe(exc: Exception) -> str:
+    """An HTTP failure without the URL (a webhook's URL is its secret): the status, or the error's kind."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
+class Dispatcher:
+    """Each notifier sends from a queue and thread of its own, with timeouts and retries with backoff."""
+
+    def __init__(self, notifiers: list[Notifier], capacity: int = 1000, timeout_s: float = 5.0,
+                 max_attempts: int = 8, first_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+        self.notifiers = notifiers
+        self.outboxes = [_Outbox(n, capacity, timeout_s, max_attempts, first_backoff_s, max_backoff_s)
+                         for n in notifiers]
+
+    def submit(self, alert: Alert) -> bool:
+        """Queued for every notifier; False when some notifier's queue was full."""
+        return all([outbox.submit(alert) for outbox in self.outboxes])
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued for up to ``timeout_s`` per notifier, then stop retrying."""
+        for outbox in self.outboxes:
+            outbox.close(timeout_s)
 
 
 def notifiers_for(slack_webhook_url: str, webhook_url: str) -> list[Notifier]:

@@ -42,9 +42,10 @@ from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.normalize import normalize_messages
 from logpipe.processing.processor import Checkpoint, Committer, PendingBatch, record_freshness
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
-from logpipe.transport.topics import dlq_topic, subscription_pattern
+from logpipe.transport.topics import SENDER_HEADER, dlq_topic, subscription_pattern
 from logpipe.transport.wire import prepare_decoder
-from logpipe.warehouse.store import Store, StoreError
+from logpipe.warehouse.errors import StoreError
+from logpipe.warehouse.store import Store
 
 log = logging.getLogger(__name__)
 COMPONENT = "kafka_processor"
@@ -61,8 +62,14 @@ class Polled:
     topics: list[str] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    senders: list[str] | None = None  # kept once some message names its sender (a header)
 
     def add(self, messages: list) -> None:
+        headers = list(map(Message.headers, messages))  # None for a message without: 30 ns each
+        if self.senders is not None or any(headers):
+            if self.senders is None:
+                self.senders = [""] * len(self.offsets)
+            self.senders += map(_sender, headers)
         self.values += map(Message.value, messages)  # unbound methods: no attribute lookup per message
         self.topics += map(Message.topic, messages)
         self.partitions += map(Message.partition, messages)
@@ -70,6 +77,13 @@ class Polled:
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+
+def _sender(headers: list[tuple[str, bytes]] | None) -> str:
+    for key, value in headers or ():
+        if key == SENDER_HEADER and value:
+            return value.decode("utf-8", "replace")
+    return ""
 
 
 @dataclass
@@ -292,7 +306,7 @@ class KafkaProcessor:
         """Polled messages normalized into what one commit writes: fact rows, dead letters, DLQ messages."""
         with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
             normalized = normalize_messages(pa.array(polled.topics, pa.string()), np.array(polled.partitions),
-                                            np.array(polled.offsets), polled.values)
+                                            np.array(polled.offsets), polled.values, senders=polled.senders)
         metrics.BYTES_RECEIVED.labels(component=COMPONENT).inc(normalized.payload_bytes)
         pending = PendingBatch()
         if normalized.bad:

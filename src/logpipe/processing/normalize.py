@@ -323,6 +323,8 @@ def parse_fact_log(raw: pa.Table, provenance: Provenance, row_index: list[int] |
         "message": _strings(raw, "message"),
         "attributes": _attributes(raw),
         "source": _constant_category(provenance.source, n),
+        "sender": (_category(provenance.sender_column(positions)) if provenance.senders is not None
+                   else _constant_category(provenance.sender, n)),
         "topic": _category(topics) if provenance.topics is not None else _constant_category(provenance.topic, n),
         "partition": pa.array(partitions),
         "offset": pa.array(np.asarray(offsets, dtype=np.int64)),
@@ -447,7 +449,8 @@ def _values_as_ndjson(values: pa.Array | list[bytes | None]) -> bytes:
 
 
 def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.ndarray,
-                       values: pa.Array | list[bytes | None], now_ms: int | None = None) -> NormalizedPartitions:
+                       values: pa.Array | list[bytes | None], now_ms: int | None = None,
+                       senders: list[str] | None = None) -> NormalizedPartitions:
     """Kafka messages (their topic, partition, offset and value, one event per value; each
     partition's in offset order, partitions interleaved as polled) to fact rows and dead letters, in
     one normalization: its cost is mostly per call, so one for a poll's 20-odd partitions, not one each.
@@ -459,7 +462,8 @@ def normalize_messages(topics: pa.Array, partitions: np.ndarray, offsets: np.nda
     topics = pc.cast(topics, pa.string())
     partitions = np.asarray(partitions, dtype=np.int32)
     offsets = np.asarray(offsets, dtype=np.int64)
-    provenance = Provenance("kafka", offsets=offsets, topics=topics, partitions=partitions)
+    provenance = Provenance("kafka", offsets=offsets, topics=topics, partitions=partitions,
+                            senders=None if senders is None else pa.array(senders, pa.string()))
     body = _values_as_ndjson(values)
     normalized = normalize_ndjson(body, provenance, now_ms)
     if normalized.record_count != len(offsets):  # e.g. a whitespace-only value, which NDJSON skips

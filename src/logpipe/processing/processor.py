@@ -30,7 +30,7 @@ from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
 from logpipe.processing.sink import Sink
 from logpipe.transport.channel import Channel, Envelope, IngestResult
 from logpipe.transport.wire import BadRecord, prepare_decoder
-from logpipe.warehouse.store import StoreError, classify
+from logpipe.warehouse.errors import StoreError, classify
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_REPORTED = 100
@@ -281,7 +281,7 @@ class Processor:
         fixed, so many small batches (HTTP requests of 1,000 events, simulator ticks) cost far more
         than one big one. At most about one batch's worth (``batch_max_rows``), which bounds the memory
         a normalization takes. Returns them and, if one was taken that cannot join (Kafka offsets,
-        another source), that one."""
+        another source or sender), that one."""
         if first.provenance.offsets is not None:
             return [first], None
         parts, events = [first], first.events
@@ -289,7 +289,8 @@ class Processor:
             following = self.channel.get(timeout=0)
             if following is None:
                 break
-            if following.provenance.offsets is not None or following.provenance.source != first.provenance.source:
+            if (following.provenance.offsets is not None or following.provenance.source != first.provenance.source
+                    or following.provenance.sender != first.provenance.sender):
                 return parts, following
             parts.append(following)
             events += following.events

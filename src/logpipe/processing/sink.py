@@ -11,7 +11,7 @@ class Sink(Protocol):
     """Writes whole batches.
 
     ``write`` must be idempotent for a given token: writing the same batch with the same token
-    twice stores it once. It raises ``logpipe.warehouse.store.StoreError`` (or a subclass of it with
+    twice stores it once. It raises ``logpipe.warehouse.errors.StoreError`` (or a subclass of it with
     ``retryable``) on failure; the checkpoint retries retryable errors with the same token.
     """
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from logpipe.auth.tokens import Role, new_token, open_registry
 from logpipe.config import Settings
 from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
@@ -45,7 +46,8 @@ def run_worker(settings: Settings, port: int) -> int:
     def health() -> dict[str, Any]:
         return stage_health(store, "processor", running.is_set(), exceptions=processor.exceptions)
 
-    server = BackgroundServer(create_store_app(store, health), settings.http_host, port).start()
+    tokens, _ = open_registry(settings.auth())
+    server = BackgroundServer(create_store_app(store, health, tokens), settings.http_host, port).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: processor.stop())
     running.set()
@@ -85,6 +87,12 @@ class Supervisor:
         self.stopping = threading.Event()
         self.store: Store | None = None
         self.worker_env = dict(os.environ)
+        self.tokens, _ = open_registry(settings.auth())
+        # Workers call this process (the store it owns, /healthz) with a token of this run's own, handed
+        # over in their environment: never on a command line, which ps shows to every user.
+        worker_token = new_token()
+        self.tokens.allow(worker_token, Role.ADMIN)
+        self.worker_env["LOGPIPE_ADMIN_TOKEN"] = worker_token
 
     def run(self) -> int:
         warehouse = self.settings.warehouse()
@@ -95,7 +103,7 @@ class Supervisor:
             address = f"logpipe+http://{local_address(self.settings.http_host)}:{self.port}"
             self.worker_env["LOGPIPE_CLICKHOUSE_URL"] = address
         ensure_topics(self.settings.kafka_config())
-        server = BackgroundServer(create_store_app(self.store, self.health), self.settings.http_host,
+        server = BackgroundServer(create_store_app(self.store, self.health, self.tokens), self.settings.http_host,
                                   self.port).start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())

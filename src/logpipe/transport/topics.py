@@ -10,6 +10,7 @@ ERROR_SUFFIX = "error"
 DLQ_SUFFIX = "dlq"
 OTHER_SUFFIX = "other"  # services the model does not know
 SERVICE_SUFFIXES = ("auth", "order", "payment", "notify")
+SENDER_HEADER = "logpipe-sender"  # the named ingest token a record came with, when it has a name
 
 
 def topic_names(prefix: str = DEFAULT_PREFIX) -> list[str]:

@@ -16,6 +16,7 @@ import re
 from logpipe.warehouse.store import schema_statements
 
 TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\n")
+ALTER = re.compile(r"ALTER TABLE (\w+)\.(\w+) ")
 VIEW = re.compile(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS")
 ENGINE = re.compile(r"ENGINE = (\w*)MergeTree\b")
 SHARDING_KEYS = {"fact_log": "cityHash64(event_id)"}
@@ -40,6 +41,13 @@ def cluster_statements(database: str, retention_days: int, cluster: str) -> list
             out.append((name.replace(".sql", "_distributed.sql"),
                         f"CREATE TABLE IF NOT EXISTS {db}.{base} ON CLUSTER '{cluster}' AS {db}.{local}\n"
                         f"ENGINE = Distributed('{cluster}', {db}, {local}, {key})"))
+            continue
+        alter = ALTER.search(sql)
+        if alter:  # the local tables and the Distributed one over them both change
+            db, base = alter.groups()
+            out.append((name, ALTER.sub(f"ALTER TABLE {db}.{base}_local ON CLUSTER '{cluster}' ", sql, count=1)))
+            out.append((name.replace(".sql", "_distributed.sql"),
+                        ALTER.sub(f"ALTER TABLE {db}.{base} ON CLUSTER '{cluster}' ", sql, count=1)))
             continue
         view = VIEW.search(sql)
         if view:

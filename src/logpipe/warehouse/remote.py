@@ -3,7 +3,8 @@
 An embedded (chdb) data directory belongs to one process. Processor workers that share it send
 their batches as Arrow IPC to the owner (``POST /v1/warehouse/{table}``) with the same
 insert_deduplication_token they would give ClickHouse, and read through ``POST /v1/query``.
-The URL scheme is ``logpipe+http://host:port``.
+The URL scheme is ``logpipe+http://host:port``; calls carry the config's ``api_token`` as a bearer token
+(inserts need the admin role, reads the read role).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import orjson
 import pyarrow as pa
 
 from logpipe.warehouse.config import WarehouseConfig
-from logpipe.warehouse.store import PERMANENT_ERROR_CODES, StoreError, wait_until_ready
+from logpipe.warehouse.errors import PERMANENT_ERROR_CODES, StoreError
+from logpipe.warehouse.store import wait_until_ready
 
 REMOTE_SCHEME = "logpipe+"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -41,7 +43,8 @@ class RemoteStore:
         self.config = config
         self.database = config.database
         self.base = config.url.removeprefix(REMOTE_SCHEME).rstrip("/")
-        self._http = httpx.Client(base_url=self.base, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {config.api_token}"} if config.api_token else {}
+        self._http = httpx.Client(base_url=self.base, timeout=timeout_s, headers=headers)
 
     def _call(self, path: str, **request: Any) -> httpx.Response:
         try:

@@ -7,6 +7,7 @@ process's HTTP API (``POST /v1/query``), never by opening the directory themselv
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -17,60 +18,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
+import orjson
 import pyarrow as pa
 from clickhouse_connect.driver.binding import format_str, quote_identifier
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from logpipe import metrics
 from logpipe.warehouse.config import WarehouseConfig
+from logpipe.warehouse.errors import StoreBusy, StoreError, classify
+from logpipe.warehouse.sandbox import check_query
 
 if TYPE_CHECKING:
     from logpipe.warehouse.remote import RemoteStore
-
-# Server error codes that retrying cannot fix: the data or the statement is wrong.
-PERMANENT_ERROR_CODES = frozenset({
-    6,    # CANNOT_PARSE_TEXT
-    8,    # THERE_IS_NO_COLUMN
-    16,   # NO_SUCH_COLUMN_IN_TABLE
-    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
-    32,   # ATTEMPT_TO_READ_AFTER_EOF
-    38,   # CANNOT_PARSE_DATE
-    41,   # CANNOT_PARSE_DATETIME
-    43,   # ILLEGAL_TYPE_OF_ARGUMENT
-    47,   # UNKNOWN_IDENTIFIER
-    53,   # TYPE_MISMATCH
-    60,   # UNKNOWN_TABLE
-    62,   # SYNTAX_ERROR
-    69,   # ARGUMENT_OUT_OF_BOUND
-    70,   # CANNOT_CONVERT_TYPE
-    72,   # CANNOT_PARSE_NUMBER
-    81,   # UNKNOWN_DATABASE
-    117,  # INCORRECT_DATA
-    164,  # READONLY
-    497,  # ACCESS_DENIED
-})
-
-
-class StoreError(Exception):
-    def __init__(self, message: str, code: int | None, retryable: bool):
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
-
-
-def classify(exc: BaseException) -> StoreError:
-    """The one place that decides whether a store error is worth retrying."""
-    if isinstance(exc, StoreError):
-        return exc
-    code = getattr(exc, "code", None)
-    if isinstance(exc, OperationalError):
-        return StoreError(f"ClickHouse unreachable: {exc}", code, True)
-    if isinstance(exc, ClickHouseError | DatabaseError) and code is not None:
-        return StoreError(str(exc), int(code), int(code) not in PERMANENT_ERROR_CODES)
-    if isinstance(exc, OSError | TimeoutError):
-        return StoreError(f"ClickHouse transport error: {exc}", None, True)
-    return StoreError(f"{type(exc).__name__}: {exc}", code, False)
-
 
 SPOOL_PREFIX = "logpipe-insert-"
 
@@ -141,28 +99,60 @@ def schema_statements(database: str, retention_days: int) -> list[tuple[str, str
     return statements
 
 
+class _Connection:
+    """One engine session and the lock that keeps its calls one at a time."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.lock = threading.Lock()
+
+
 class Store:
+    """Writes, internal reads and user queries each go through sessions of their own, so a long user
+    query holds up neither inserts nor the processors' and watchdog's reads.
+
+    - the writer: inserts, DDL, ``command``;
+    - the reader (``readonly=1``): the pipeline's own queries, whose SQL is logpipe's;
+    - the sandbox (``readonly=1`` and ``QueryLimits``): user queries and panels, ``limits.max_concurrent``
+      sessions, opened at the first such query.
+    """
+
     def __init__(self, config: WarehouseConfig):
         self.config = config
         self.database = config.database
-        self._lock = threading.RLock()
-        self._client = self._connect()
-        # Reads go through their own client whose session is readonly=1 for good: a per-query
-        # setting would stick to the embedded engine's session after an error.
-        self._reader = self._connect(readonly=True)
+        self._writer = _Connection(self._connect())
+        # Reads go through their own session, readonly=1 for good: a per-query setting would stick to the
+        # embedded engine's session after an error.
+        self._reader = _Connection(self._connect(readonly=True))
+        self._sandbox: queue.Queue[_Connection] | None = None
+        self._sandbox_opened: list[_Connection] = []
+        self._sandbox_lock = threading.Lock()
+        self._parser: _Connection | None = None
 
-    def _connect(self, readonly: bool = False) -> Any:
+    def _connect(self, readonly: bool = False, sandbox: bool = False) -> Any:
         config = self.config
-        settings = {"readonly": 1} if readonly else {}
+        settings: dict[str, Any] = {}
+        if sandbox:
+            settings.update(config.limits.settings())
+        if readonly or sandbox:
+            settings["readonly"] = 1  # last: once set, the session's settings are fixed
         if config.embedded:
             config.embedded_path.mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(interface="chdb", path=str(config.embedded_path),
-                                                 settings=settings)
+            # A sandbox session reads the analytics database by default: an unqualified table is one of its.
+            return clickhouse_connect.get_client(interface="chdb", path=str(config.embedded_path), settings=settings,
+                                                 database=config.database if sandbox else None)
         parsed = urlparse(config.url)
+        user, password = config.user, config.password
+        if sandbox and config.read_user:
+            # the read-only user's settings profile sets its limits and readonly; a client may not change them
+            user, password, settings = config.read_user, config.read_password, {}
+        elif readonly or sandbox:
+            settings["readonly"] = 2  # a server applies each request's settings; the sandbox refuses SETTINGS
         return clickhouse_connect.get_client(
             interface=parsed.scheme or "http", host=parsed.hostname or "localhost",
             port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-            username=parsed.username or "default", password=parsed.password or "",
+            username=parsed.username or user, password=password,
+            database=config.database if sandbox else None,
             autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60, settings=settings)
 
     @property
@@ -170,11 +160,10 @@ class Store:
         return self.config.embedded
 
     @contextmanager
-    def _session(self, readonly: bool = False) -> Iterator[Any]:
-        # chdb is one engine per process; serializing calls keeps its connection handles safe.
-        with self._lock:
+    def _session(self, connection: _Connection) -> Iterator[Any]:
+        with connection.lock:
             try:
-                yield self._reader if readonly else self._client
+                yield connection.client
             except StoreError:
                 raise
             except Exception as exc:
@@ -186,7 +175,7 @@ class Store:
     def apply_schema(self) -> list[str]:
         """Create what is missing; safe to run at every start."""
         applied = []
-        with self._session() as client:
+        with self._session(self._writer) as client:
             for name, statement in schema_statements(self.database, self.config.retention_days):
                 client.command(statement)
                 applied.append(name)
@@ -200,7 +189,7 @@ class Store:
         if self.embedded:
             self._insert_embedded(f"{self.database}.{table}", data, settings)
             return
-        with self._session() as client:
+        with self._session(self._writer) as client:
             client.insert_arrow(f"{self.database}.{table}", data, settings=settings)
 
     def _insert_embedded(self, table: str, data: pa.Table, settings: dict[str, Any]) -> None:
@@ -209,30 +198,80 @@ class Store:
         serialize into memory first, then copy that into a temp file on disk)."""
         columns = ", ".join(quote_identifier(name) for name in data.schema.names)
         clause = f" SETTINGS {_settings_clause(settings)}" if settings else ""
-        with spooled_arrow(data) as path, self._session() as client:
+        with spooled_arrow(data) as path, self._session(self._writer) as client:
             client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
-        with self._session(readonly) as client:
+        with self._session(self._reader if readonly else self._writer) as client:
             return client.query_arrow(sql, parameters=parameters, use_strings=True)
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True,
                    ) -> tuple[list[str], list[tuple]]:
-        with self._session(readonly) as client:
+        """One of logpipe's own queries (never a user's SQL: see ``query_user``)."""
+        with self._session(self._reader if readonly else self._writer) as client:
             result = client.query(sql, parameters=parameters)
             return list(result.column_names), result.result_rows
+
+    def query_limited(self, sql: str, parameters: dict[str, Any] | None = None,
+                      wait_s: float = 5.0) -> tuple[list[str], list[tuple]]:
+        """A query in a sandbox session, under the ``QueryLimits``: the dashboard's panels, and user
+        queries once checked. Raises ``StoreBusy`` when every session stays taken for ``wait_s``."""
+        pool = self._sandbox_pool()
+        try:
+            connection = pool.get(timeout=wait_s)
+        except queue.Empty:
+            raise StoreBusy(f"{self.config.limits.max_concurrent} queries are running; retry later") from None
+        try:
+            with self._session(connection) as client:
+                result = client.query(sql, parameters=parameters)
+                return list(result.column_names), result.result_rows
+        finally:
+            pool.put(connection)
+
+    def query_user(self, sql: str, parameters: dict[str, Any] | None = None,
+                   wait_s: float = 5.0) -> tuple[list[str], list[tuple]]:
+        """A user's SQL: parsed by ClickHouse, checked against the sandbox's allowlist (raises
+        ``sandbox.QueryRefused``), then run under the limits with its parameters bound by the engine."""
+        check_query(self.parse_query(sql), self.database, parameters)
+        return self.query_limited(sql, parameters, wait_s)
+
+    def parse_query(self, sql: str) -> dict[str, Any]:
+        """ClickHouse's own AST of ``sql`` (``parseQueryToJSON``: one statement only). A server is
+        asked nothing: a local in-memory engine parses, so an old server version cannot parse differently."""
+        if self.embedded:
+            connection = self._reader
+        else:
+            with self._sandbox_lock:
+                if self._parser is None:
+                    self._parser = _Connection(clickhouse_connect.get_client(interface="chdb", path=":memory:",
+                                                                             settings={"readonly": 1}))
+                connection = self._parser
+        with self._session(connection) as client:
+            text = client.query("SELECT parseQueryToJSON({sql:String})", parameters={"sql": sql}).result_rows[0][0]
+        return orjson.loads(text)
+
+    def _sandbox_pool(self) -> queue.Queue[_Connection]:
+        with self._sandbox_lock:
+            if self._sandbox is None:
+                pool: queue.Queue[_Connection] = queue.Queue()
+                for _ in range(self.config.limits.max_concurrent):
+                    connection = _Connection(self._connect(sandbox=True))
+                    self._sandbox_opened.append(connection)
+                    pool.put(connection)
+                self._sandbox = pool
+            return self._sandbox
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         rows = self.query_rows(sql, parameters)[1]
         return rows[0][0] if rows else None
 
     def command(self, sql: str) -> Any:
-        with self._session() as client:
+        with self._session(self._writer) as client:
             return client.command(sql)
 
     def ping(self) -> bool:
         try:
-            with self._session() as client:
+            with self._session(self._writer) as client:
                 return bool(client.ping()) if not self.embedded else client.command("SELECT 1") == 1
         except StoreError:
             return False
@@ -241,9 +280,10 @@ class Store:
         wait_until_ready(self.ping, f"ClickHouse at {self.config.url or self.config.embedded_path}", timeout_s)
 
     def close(self) -> None:
-        with self._lock:
-            self._reader.close()
-            self._client.close()
+        for connection in (*self._sandbox_opened, *([self._parser] if self._parser else []), self._reader,
+                           self._writer):
+            with connection.lock:
+                connection.client.close()
 
 
 def open_store(config: WarehouseConfig) -> Store | RemoteStore:

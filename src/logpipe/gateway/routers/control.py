@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.security import ADMIN, READ
 
 router = APIRouter(prefix="/v1", tags=["control"])
 
@@ -15,14 +16,15 @@ class ProcessorState(BaseModel):
     running: bool
 
 
-@router.get("/processor")
+@router.get("/processor", dependencies=[READ])
 async def processor_state(pipeline: PipelineDep) -> ProcessorState:
     if pipeline.processor is None or pipeline.kafka is not None:
         raise HTTPException(404, "no embedded processor in this process")
     return ProcessorState(running=pipeline.processor.running)
 
 
-@router.put("/processor", summary="Pause (intake backs up, then 429) or resume the embedded processor")
+@router.put("/processor", dependencies=[ADMIN],
+            summary="Pause (intake backs up, then 429) or resume the embedded processor")
 async def set_processor_state(state: ProcessorState, pipeline: PipelineDep) -> ProcessorState:
     if pipeline.processor is None or pipeline.kafka is not None:
         raise HTTPException(404, "no embedded processor in this process")

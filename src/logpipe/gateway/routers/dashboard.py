@@ -1,4 +1,7 @@
-"""The built-in dashboard: the page at /, its static assets, and the panel data it draws."""
+"""The built-in dashboard: the page at /, its static assets, and the panel data it draws (read role).
+
+``/?token=<read token>`` logs a browser in: the token goes into an HttpOnly cookie and the address
+loses it (a redirect to ``/``)."""
 
 from __future__ import annotations
 
@@ -9,24 +12,41 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from logpipe.auth.tokens import Role
 from logpipe.dashboard.panels import PANELS, PANELS_BY_ID, PanelRange, panel_sql
 from logpipe.gateway.deps import StoreDep
-from logpipe.warehouse.store import StoreError
+from logpipe.gateway.security import READ, caller, registry_of, set_login_cookie
+from logpipe.warehouse.errors import StoreBusy, StoreError
 
 router = APIRouter(tags=["dashboard"])
+LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>logpipe: log in</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto">
+<h1>logpipe</h1><p>This dashboard needs a token of the read role.</p>
+<p>Open the address <code>logpipe up</code> printed when it started (<code>http://&lt;host&gt;:&lt;port&gt;/?token=...</code>),
+or print it again with <code>logpipe url</code> on the machine that runs logpipe.</p></body></html>"""
 STATIC = resources.files("logpipe.dashboard") / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css", "vendor/echarts.min.js": "text/javascript"}
 
 
-@router.get("/", include_in_schema=False)
-async def index() -> FileResponse:
+@router.get("/", include_in_schema=False, response_model=None)
+async def index(request: Request, token: str | None = None) -> Response:
+    if token is not None:
+        identity = registry_of(request).identify(token)
+        if identity is None or not identity.may(Role.READ):
+            return HTMLResponse(LOGIN_NEEDED, status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        set_login_cookie(response, token, secure=request.url.scheme == "https")
+        return response
+    identity = caller(request)
+    if identity is None or not identity.may(Role.READ):
+        return HTMLResponse(LOGIN_NEEDED, status_code=401)
     return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
 
-@router.get("/static/{asset:path}", include_in_schema=False)
+@router.get("/static/{asset:path}", include_in_schema=False, dependencies=[READ])
 async def static_asset(asset: str) -> FileResponse:
     if asset not in ASSETS:  # a fixed list: no path ever reaches the file system from the URL
         raise HTTPException(404, "no such asset")
@@ -36,7 +56,7 @@ async def static_asset(asset: str) -> FileResponse:
     return FileResponse(str(path), media_type=ASSETS[asset])
 
 
-@router.get("/api/panels")
+@router.get("/api/panels", dependencies=[READ])
 async def list_panels() -> list[dict]:
     return [{"id": p.id, "title": p.title, "chart": p.chart, "unit": p.unit, "description": p.description,
              "width": p.width} for p in PANELS]
@@ -54,7 +74,7 @@ def _readable(value: object) -> object:
     return value
 
 
-@router.get("/api/panels/{panel_id}")
+@router.get("/api/panels/{panel_id}", dependencies=[READ])
 async def panel_data(
     panel_id: str,
     request: Request,
@@ -80,8 +100,10 @@ async def panel_data(
                                       "rows": history.rows(window.start_ms, window.end_ms)}),
                         media_type="application/json")
     try:
-        columns, rows = await run_in_threadpool(store.query_rows, panel_sql(panel, store.database),
-                                                window.parameters())
+        columns, rows = await run_in_threadpool(store.query_limited, panel_sql(panel, store.database),
+                                                window.parameters(), 30.0)
+    except StoreBusy as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
     except StoreError as exc:
         raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
     convert = _readable if panel.chart == "table" else _epoch_ms  # charts want epoch ms, tables text
@@ -90,8 +112,8 @@ async def panel_data(
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
-@router.get("/api/services")
+@router.get("/api/services", dependencies=[READ])
 async def services(store: StoreDep) -> list[str]:
-    rows = await run_in_threadpool(store.query_rows, f"SELECT DISTINCT service FROM {store.database}.fact_log_1m "
+    rows = await run_in_threadpool(store.query_limited, f"SELECT DISTINCT service FROM {store.database}.fact_log_1m "
                                    "WHERE minute > now() - INTERVAL 1 DAY ORDER BY service")
     return [row[0] for row in rows[1]]

@@ -1,3 +1,5 @@
+"""Liveness for anyone (``/ping``), health and metrics for the read role."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
@@ -6,16 +8,17 @@ from starlette.concurrency import run_in_threadpool
 
 from logpipe import metrics
 from logpipe.gateway.deps import HealthDep
+from logpipe.gateway.security import READ
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/ping")
+@router.get("/ping", summary="Liveness; the one route that needs no token")
 async def ping() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[READ])
 async def healthz(health: HealthDep, response: Response) -> dict:
     report = await run_in_threadpool(health)
     if report["status"] != "ok":
@@ -23,6 +26,6 @@ async def healthz(health: HealthDep, response: Response) -> dict:
     return report
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[READ])
 async def prometheus_metrics() -> Response:
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

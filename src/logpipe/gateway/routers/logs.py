@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.security import Ingest
 from logpipe.pipeline import Overloaded, ShuttingDown
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -62,7 +63,7 @@ def _retry_later(status: int, detail: str, retry_after_s: float) -> JSONResponse
 @router.post("/logs", summary="Ingest log events",
              responses={413: {"description": "Body too large"}, 429: {"description": "Overloaded"},
                         503: {"description": "Not durable in time or shutting down"}})
-async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
+async def ingest_logs(request: Request, pipeline: PipelineDep, sender: Ingest) -> JSONResponse:
     config = pipeline.settings.gateway()
     try:
         body = await read_body(request, config.max_body_bytes)
@@ -77,7 +78,7 @@ async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
     try:
         # in a worker thread: with Kafka, submit validates and produces the batch, CPU work that would
         # otherwise hold up every other request on the event loop
-        future = await run_in_threadpool(pipeline.submit, payload, count)
+        future = await run_in_threadpool(pipeline.submit, payload, count, "http", sender.name)
     except Overloaded as exc:
         return _retry_later(429, "pipeline at capacity, retry later", exc.retry_after_s)
     except ShuttingDown:
@@ -86,7 +87,8 @@ async def ingest_logs(request: Request, pipeline: PipelineDep) -> JSONResponse:
         # shield: a timed-out request must not cancel the write, which may still land
         result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=config.ack_timeout_s)
     except TimeoutError:
-        return _retry_later(503, "not durable within the ack timeout; retry (event_id deduplicates)", 5)
+        return _retry_later(503, "not durable within the ack timeout; the batch may still be stored, so a retry "
+                            "may store it twice", 5)
     except Exception as exc:
         return _retry_later(503, f"not durable: {exc}", 5)
     return JSONResponse({"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors})

@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.security import ADMIN, READ
 from logpipe.simulator.incidents import IncidentRequest
 from logpipe.simulator.runner import Scenario
 
@@ -17,18 +18,18 @@ class SimulatorUpdate(BaseModel):
     speed: float | None = Field(None, gt=0, le=100_000)
 
 
-@router.get("")
+@router.get("", dependencies=[READ])
 async def get_simulator(pipeline: PipelineDep) -> dict:
     return pipeline.simulator.status()
 
 
-@router.put("")
+@router.put("", dependencies=[ADMIN])
 async def put_simulator(update: SimulatorUpdate, pipeline: PipelineDep) -> dict:
     pipeline.simulator.update(update.running, update.rate, update.scenario, update.speed)
     return pipeline.simulator.status()
 
 
-@router.post("/incidents", status_code=201)
+@router.post("/incidents", status_code=201, dependencies=[ADMIN])
 async def post_incident(request: IncidentRequest, pipeline: PipelineDep) -> dict:
     try:
         incident = pipeline.simulator.add_incident(request)
@@ -37,6 +38,6 @@ async def post_incident(request: IncidentRequest, pipeline: PipelineDep) -> dict
     return incident.as_dict(pipeline.simulator.clock.now())
 
 
-@router.get("/incidents")
+@router.get("/incidents", dependencies=[READ])
 async def list_incidents(pipeline: PipelineDep) -> dict:
     return {"incidents": pipeline.simulator.incidents()}

@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from logpipe.events import ALERT_SCHEMA, DEAD_LETTER_SCHEMA, FACT_SCHEMA
 from logpipe.gateway.deps import StoreDep
+from logpipe.gateway.security import ADMIN
+from logpipe.warehouse.errors import StoreError
 from logpipe.warehouse.remote import read_arrow_ipc
-from logpipe.warehouse.store import StoreError
 
-router = APIRouter(prefix="/v1/warehouse", tags=["warehouse"])
+router = APIRouter(prefix="/v1/warehouse", tags=["warehouse"], dependencies=[ADMIN])
 SCHEMAS = {"fact_log": FACT_SCHEMA, "dead_letter": DEAD_LETTER_SCHEMA, "alerts": ALERT_SCHEMA}
 
 

@@ -139,6 +139,7 @@ def run(settings) -> int:
     """``logpipe spark``: the query until SIGINT/SIGTERM or its failure; returns the exit code."""
     import signal
 
+    from logpipe.auth.tokens import open_registry
     from logpipe.gateway.app import create_store_app
     from logpipe.gateway.server import BackgroundServer
     from logpipe.processing.spark.listener import ProgressListener
@@ -155,7 +156,9 @@ def run(settings) -> int:
     def health() -> dict[str, Any]:
         return stage_health(store, "spark_query", query.isActive, id=query.id, failure=listener.failure)
 
-    server = BackgroundServer(create_store_app(store, health), settings.http_host, settings.process_port).start()
+    tokens, _ = open_registry(settings.auth())
+    server = BackgroundServer(create_store_app(store, health, tokens), settings.http_host,
+                              settings.process_port).start()
     stopping = threading.Event()
 
     def stop(*_: Any) -> None:

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.fact_log
     message     String CODEC(ZSTD(3)),
     attributes  Map(String, String) CODEC(ZSTD(1)),
     source      LowCardinality(String),
+    sender      LowCardinality(String),
     topic       LowCardinality(String),
     partition   Int32 CODEC(T64, ZSTD(1)),
     offset      Int64 CODEC(Delta, ZSTD(1))
