@@ -86,9 +86,13 @@ def test_every_event_arrives_exactly_once_despite_kill_9(own_kafka_broker, tmp_p
     assert all("error" in h and h["origin_offset"].isdigit() for h in headers)
 
 
-def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_factory):
+def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_factory, tmp_path):
+    from logpipe.auth.tokens import Role, add_to_tokens_file
+
     config, env = kafka_test_config(kafka_broker)
-    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", **env)
+    tokens_file = tmp_path / "tokens.yaml"
+    shipper = add_to_tokens_file(tokens_file, "edge-shipper", Role.INGEST)
+    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", LOGPIPE_TOKENS_FILE=str(tokens_file), **env)
     now = time.time()
     events = [{"event_id": f"gk-{i}", "ts": now, "service": ["auth", "order", "payment", "notify"][i % 4],
                "status": 200} for i in range(400)]
@@ -107,6 +111,15 @@ def test_gateway_to_kafka_to_processor_in_one_process(kafka_broker, logpipe_fact
                     sorted({"auth": 100, "notify": 99, "order": 100, "payment": 100}.items())]
     assert wait_for(lambda: lp.query("SELECT count() FROM analytics.dead_letter WHERE raw LIKE '%gk-bad%'")[0][0] == 1,
                     30)
+
+    # a named token's name crosses Kafka with each record (a header) and lands in the rows' sender
+    named = b"\n".join(orjson.dumps({"event_id": f"gk-named-{i}", "ts": now, "service": "auth"}) for i in range(5))
+    import httpx
+
+    assert httpx.post(f"{lp.base}/v1/logs", content=named, headers={"Authorization": f"Bearer {shipper}"},
+                      timeout=60).json()["accepted"] == 5
+    assert wait_for(lambda: lp.query("SELECT sender, count() FROM analytics.fact_log WHERE event_id LIKE 'gk-%' "
+                                     "GROUP BY sender ORDER BY sender") == [["", 399], ["edge-shipper", 5]], 60)
 
     # a topic created while the processor runs is picked up by the pattern subscription
     new_topic = config.topic_prefix + "billing"
