@@ -29,7 +29,7 @@ $(ECHARTS): package.json package-lock.json
 venv: $(STAMP)
 
 # numba compiles the JSON scanner once per machine (a few seconds) and caches it; done here, not at a first batch
-PREPARE_DECODER := $(BIN)/python -c 'from logpipe.transport.wire import prepare_decoder; prepare_decoder()'
+PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_decoder; prepare_decoder()'
 
 up: $(STAMP) $(ECHARTS)
 	$(PREPARE_DECODER)

@@ -14,7 +14,7 @@ from pathlib import Path
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.wire import encode_ndjson
+from logpipe.codec.ndjson import encode_ndjson
 
 BATCH = 100_000
 ROUNDS = 20

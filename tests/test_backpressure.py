@@ -9,10 +9,10 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from logpipe.apps.up import Pipeline
 from logpipe.config import Settings
 from logpipe.events import Provenance
 from logpipe.gateway.app import create_app
-from logpipe.pipeline import Pipeline
 from logpipe.transport.channel import Channel, ChannelFull, Envelope
 from tests.conftest import bearer, registry_of
 
@@ -41,9 +41,9 @@ def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir, tokens)
     settings = Settings(data_dir=store_dir, clickhouse_database=f"bp_{uuid.uuid4().hex[:8]}",
                         sim_enabled=False, queue_max_events=1000, ack_timeout_s=2)
     pipeline = Pipeline(settings)
-    with TestClient(create_app(pipeline, registry_of(tokens)), headers=bearer(tokens["admin"])) as client:
+    with TestClient(create_app(pipeline.services(), registry_of(tokens)), headers=bearer(tokens["admin"])) as client:
         pipeline.processor.pause()
-        line = b'{"ts": "2030-01-01T00:00:00Z", "service": "auth"}\n'
+        line = b'{"ts": %.3f, "service": "auth"}\n' % time.time()
         statuses = []
         for _ in range(3):
             response = client.post("/v1/logs", content=line * 600)

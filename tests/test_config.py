@@ -6,14 +6,17 @@ from pathlib import Path
 import pytest
 
 from logpipe.config import CONFIG_FILE_ENV, Settings, config_table
+from logpipe.events import fields_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_configuration_table_is_generated_from_settings():
+def test_readme_configuration_and_fields_tables_are_generated():
     text = README.read_text()
     table = re.search(r"<!-- config-table:start -->\n(.*?)\n<!-- config-table:end -->", text, re.S).group(1)
-    assert table == config_table(), "README is stale: paste the output of `logpipe config docs`"
+    assert table == config_table(), "README is stale: run scripts/readme-tables.py"
+    fields = re.search(r"<!-- fields-table:start -->\n(.*?)\n<!-- fields-table:end -->", text, re.S).group(1)
+    assert fields == fields_table(), "README is stale: run scripts/readme-tables.py"
 
 
 def test_environment_and_toml_file(tmp_path, monkeypatch):

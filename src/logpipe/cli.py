@@ -127,15 +127,15 @@ def gateway(
 def _serve(settings: Settings, run_processor: bool, status_interval: float) -> None:
     import uvicorn
 
+    from logpipe.apps.up import Pipeline
     from logpipe.auth.tokens import open_registry
     from logpipe.gateway.app import create_app
-    from logpipe.pipeline import Pipeline
 
     tokens, plain = open_registry(settings.auth())
     pipeline = Pipeline(settings, run_processor=run_processor)
     # log_config=None: uvicorn logs through the root logger's handlers, and so through their redaction
     server = uvicorn.Server(uvicorn.Config(
-        create_app(pipeline, tokens), host=settings.http_host, port=settings.http_port, log_level="warning",
+        create_app(pipeline.services(), tokens), host=settings.http_host, port=settings.http_port, log_level="warning",
         log_config=None, timeout_graceful_shutdown=int(settings.ack_timeout_s) + 5))
     base = _api_base(settings)
     transport = f"kafka {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "in-process channel"
@@ -167,8 +167,8 @@ def simulate(
     batch_size: Annotated[int, typer.Option(help="Events per batch (per HTTP request).")] = 1000,
 ) -> None:
     """Produce simulated service logs as NDJSON to stdout, a file, or a gateway."""
+    from logpipe.codec.ndjson import encode_ndjson
     from logpipe.simulator.generator import TrafficGenerator
-    from logpipe.transport.wire import encode_ndjson
 
     if format != "ndjson":
         raise typer.BadParameter("only ndjson is supported", param_hint="--format")
@@ -290,11 +290,11 @@ def alerts(
     output_format: Annotated[str, typer.Option("--format", help="table, json or tsv.")] = "table",
 ) -> None:
     """List the alerts firing now (from analytics.alerts)."""
-    from logpipe.monitor.engine import ACTIVE_ALERTS_SQL
+    from logpipe.warehouse import queries
 
     settings = _settings()
-    query(ACTIVE_ALERTS_SQL.replace("{db}", settings.clickhouse_database), url=url, output_format=output_format,
-          direct=False)
+    query(queries.in_database(queries.ACTIVE_ALERTS, settings.clickhouse_database), url=url,
+          output_format=output_format, direct=False)
 
 
 @app.command()
@@ -408,7 +408,7 @@ def process(
                                                   "with --workers N, worker i serves port+1+i.")] = None,
 ) -> None:
     """Consume logs.* from Kafka into ClickHouse until SIGINT/SIGTERM (commits after each insert)."""
-    from logpipe.processing.workers import Supervisor, run_worker
+    from logpipe.apps.process import Supervisor, run_worker
 
     _logging()
     settings = _settings(kafka_bootstrap=kafka, data_dir=data_dir, process_port=port)
@@ -435,7 +435,7 @@ def spark(
 ) -> None:
     """Stream logs.* from Kafka into ClickHouse with Spark Structured Streaming (checkpointed)."""
     try:
-        from logpipe.processing.spark.job import run
+        from logpipe.apps.spark import run
     except ImportError as exc:
         console.print(f"[red]the Spark engine needs the spark extra:[/red] pip install 'logpipe[spark]' ({exc})")
         raise typer.Exit(2) from exc

@@ -66,8 +66,19 @@ class Settings(BaseSettings):
                                     description="Flush a batch at the latest when it is this old.")
     queue_max_events: int = Field(ProcessorConfig.queue_max_events, ge=1000,
                                   description="Events buffered between intake and processor before backpressure.")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest accepted POST /v1/logs body.")
+    queue_max_bytes: int = Field(ProcessorConfig.queue_max_bytes, ge=1 << 20, description=(
+        "Bytes of payload buffered between intake and processor before backpressure (and 429)."))
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description=(
+        "Largest accepted POST /v1/logs body, counted after decompression (413 past it)."))
+    max_future_s: float = Field(ProcessorConfig.max_future_s, ge=0, description=(
+        "How far ahead of now an event's time may be (clock skew); a later one is a dead letter. Events "
+        "older than the retention are dead letters too: the TTL would drop them."))
+    max_event_bytes: int = Field(1 << 20, ge=1024, description=(
+        "Largest accepted event, as Kafka's message.max.bytes: a larger one is a 413 for its request over "
+        "HTTP, and a dead letter (its first bytes kept) from Kafka."))
     ack_timeout_s: float = Field(30.0, gt=0, description="How long POST /v1/logs waits for durability before 503.")
+    idempotency_keep_s: float = Field(600.0, gt=0, description=(
+        "How long a process remembers an Idempotency-Key: a retry within it gets the first answer."))
 
     auth_enabled: bool = Field(True, description=(
         "Require a token on every route but `/ping`. Can be turned off only while the gateway listens on a "
@@ -191,7 +202,9 @@ class Settings(BaseSettings):
 
     def processor(self) -> ProcessorConfig:
         return ProcessorConfig(batch_max_rows=self.batch_max_rows, flush_interval_s=self.flush_interval_s,
-                               queue_max_events=self.queue_max_events)
+                               queue_max_events=self.queue_max_events, queue_max_bytes=self.queue_max_bytes,
+                               max_event_bytes=self.max_event_bytes, max_future_s=self.max_future_s,
+                               retention_days=self.retention_days)
 
     def spark(self) -> SparkConfig:
         return SparkConfig(checkpoint_dir=self.spark_checkpoint_dir or self.data_dir / "spark_checkpoints",
@@ -207,7 +220,7 @@ class Settings(BaseSettings):
 
     def gateway(self) -> GatewayConfig:
         return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,
-                             ack_timeout_s=self.ack_timeout_s)
+                             max_event_bytes=self.max_event_bytes, ack_timeout_s=self.ack_timeout_s)
 
 
 def _secret(value: SecretStr | None) -> str:

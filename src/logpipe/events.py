@@ -33,6 +33,7 @@ class FactField:
     wire: Wire
     doc: str
     required: bool = False
+    max_length: int | None = None  # bytes; a longer value is refused (a dead letter with its reason)
 
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
@@ -42,29 +43,32 @@ CATEGORY_TYPE = pa.dictionary(pa.int32(), pa.string())
 
 FACT_FIELDS: tuple[FactField, ...] = (
     FactField("event_id", pa.string(), "String", Wire.STRING,
-              "Unique id of the event; used to deduplicate. Generated when absent."),
+              "The event's id; generated when absent (from Kafka, topic:partition:offset).", max_length=256),
     FactField("ts", TS_TYPE, "DateTime64(3, 'UTC')", Wire.TIMESTAMP,
-              "Event time (UTC).", required=True),
+              "Event time: ISO 8601 (no zone: UTC) or epoch seconds, ms, us or ns.", required=True),
     FactField("ingest_ts", TS_TYPE, "DateTime64(3, 'UTC')", Wire.NONE,
               "When the processor normalized the event."),
     FactField("service", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
-              "Emitting service, lower-cased (auth, order, payment, notify, ...).", required=True),
+              "Emitting service, lower-cased (auth, order, payment, notify, ...).", required=True, max_length=128),
     FactField("kind", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
-              "request or app_error; derived from status and level when absent."),
+              "request or app_error; derived from status and level when absent.", max_length=32),
     FactField("level", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
-              "DEBUG, INFO, WARN, ERROR or FATAL; derived from status when absent."),
-    FactField("method", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased."),
+              "DEBUG, INFO, WARN, ERROR or FATAL; derived from status when absent.", max_length=32),
+    FactField("method", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased.",
+              max_length=32),
     FactField("endpoint", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
-              "Route template, e.g. /v1/orders/{id}."),
+              "Route template, e.g. /v1/orders/{id}.", max_length=1024),
     FactField("status", pa.uint16(), "UInt16", Wire.INTEGER, "HTTP status 100-599; 0 for non-request logs."),
     FactField("latency_ms", pa.float32(), "Float32", Wire.NUMBER, "Request latency in milliseconds, >= 0."),
     FactField("bytes", pa.uint64(), "UInt64", Wire.INTEGER, "Response size in bytes."),
-    FactField("user_id", pa.string(), "String", Wire.STRING, "End user id."),
-    FactField("trace_id", pa.string(), "String", Wire.STRING, "Distributed trace id."),
-    FactField("client_ip", pa.string(), "String", Wire.STRING, "Client IP address."),
-    FactField("host", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Host or pod that served the request."),
-    FactField("region", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Deployment region."),
-    FactField("error_code", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Application error code, if any."),
+    FactField("user_id", pa.string(), "String", Wire.STRING, "End user id.", max_length=256),
+    FactField("trace_id", pa.string(), "String", Wire.STRING, "Distributed trace id.", max_length=256),
+    FactField("client_ip", pa.string(), "String", Wire.STRING, "Client IP address.", max_length=64),
+    FactField("host", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Host or pod that served the request.",
+              max_length=255),
+    FactField("region", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Deployment region.", max_length=64),
+    FactField("error_code", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "Application error code, if any.",
+              max_length=128),
     FactField("message", pa.string(), "String", Wire.STRING, "Log message; may hold a multi-line stack trace."),
     FactField("attributes", pa.map_(pa.string(), pa.string()), "Map(String, String)", Wire.OBJECT,
               "Fields not in this schema, kept as strings."),
@@ -108,6 +112,11 @@ ALERT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("message", pa.string(), "String"),
 )
 ALERT_SCHEMA: pa.Schema = pa.schema([pa.field(name, arrow, nullable=False) for name, arrow, _ in ALERT_FIELDS])
+
+# Identifiers whose values must hold no control character (a newline in a service name would forge
+# log lines and dashboard menus); the message may hold any, a stack trace's newlines among them.
+NO_CONTROL_CHARACTERS: frozenset[str] = frozenset(f.name for f in FACT_FIELDS
+                                                  if f.max_length is not None)
 
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 KINDS: tuple[str, ...] = ("request", "app_error")
@@ -155,3 +164,13 @@ def random_hex(rng: np.random.Generator, n: int, nbytes: int) -> pa.StringArray:
     chars[:, 1::2] = _HEX[raw & 0x0F]
     offsets = np.arange(0, n * nbytes * 2 + 1, nbytes * 2, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
+
+
+def fields_table() -> str:
+    """The README's table of the wire fields, generated from ``FACT_FIELDS``."""
+    lines = ["| Field | JSON | Limit | What |", "| --- | --- | --- | --- |"]
+    for f in WIRE_FIELDS:
+        limit = f"{f.max_length} bytes" if f.max_length else ""
+        required = " Required." if f.required else ""
+        lines.append(f"| `{f.name}` | {f.wire.value} | {limit} | {f.doc}{required} |")
+    return "\n".join(lines)

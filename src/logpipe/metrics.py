@@ -60,6 +60,12 @@ SPARK_OFFSETS_BEHIND = Gauge("logpipe_spark_offsets_behind_latest",
 SPARK_QUERY_FAILURES = Counter("logpipe_spark_query_failures", "Spark queries terminated by an exception.",
                                registry=REGISTRY)
 
+WATCHDOG_ALERTS_FIRING = Gauge("logpipe_watchdog_alerts_firing", "Alerts firing now.", registry=REGISTRY)
+WATCHDOG_CONTAINER_ALERTS = Counter("logpipe_watchdog_container_alerts",
+                                    "Container events and log lines that alerted.", registry=REGISTRY)
+WATCHDOG_NOTIFICATIONS = Counter("logpipe_watchdog_notifications", "Alert messages by notifier and outcome.",
+                                 ["notifier", "outcome"], registry=REGISTRY)
+
 COMPONENT_METRICS = (EVENTS_RECEIVED, EVENTS_SENT, EVENTS_ERRORS, EVENTS_DROPPED, BYTES_RECEIVED)
 
 
@@ -68,6 +74,12 @@ def register_component(component: str) -> None:
     for metric in COMPONENT_METRICS:
         metric.labels(component=component)
     COMPONENT_UP.labels(component=component)
+
+
+def sample_name(metric: Counter | Gauge | Histogram, suffix: str = "") -> str:
+    """The name a scrape shows for ``metric`` (a counter's ends in ``_total``, a histogram's in ``_sum``...),
+    for readers of ``/metrics`` (the watchdog, the bench), so they use the names defined here."""
+    return metric._name + suffix
 
 
 def render() -> bytes:

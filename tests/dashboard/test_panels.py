@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.dashboard.panels import SQL_PANELS as PANELS
 from logpipe.dashboard.panels import PanelRange, grafana_sql, panel_sql
 from logpipe.events import Provenance
@@ -17,7 +18,6 @@ from logpipe.gateway.app import create_store_app
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.simulator.incidents import IncidentRequest
-from logpipe.transport.wire import encode_ndjson
 from tests.conftest import bearer, registry_of
 
 EXPECTED_COLUMNS = {"timeseries": ["t", "series", "value"], "bar": ["label", "series", "value"]}

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
+from logpipe.apps.up import Pipeline
 from logpipe.auth.config import AuthConfig
 from logpipe.auth.tokens import Role, TokenRegistry, add_to_tokens_file
 from logpipe.config import Settings
 from logpipe.gateway.app import create_app
 from logpipe.gateway.security import COOKIE
-from logpipe.pipeline import Pipeline
 from tests.conftest import bearer
 
 PATH_VALUES = {"panel_id": "eps", "table": "alerts", "asset": "app.js"}
@@ -36,7 +36,7 @@ def gateway(store_dir, tmp_path_factory):
                          flush_interval_s=0.2)
     pipeline = Pipeline(settings_)
     registry = TokenRegistry(AuthConfig(tokens=tokens, tokens_file=tokens_file))
-    with TestClient(create_app(pipeline, registry)) as client:
+    with TestClient(create_app(pipeline.services(), registry)) as client:
         yield client, {**tokens, "named": named}, pipeline
         pipeline.store.command(f"DROP DATABASE IF EXISTS {database}")
 

@@ -197,3 +197,32 @@ def test_kafka_lag_growing_over_its_window_fires_and_shrinking_resolves():
     assert [(state, name) for state, name, _ in sent] == [("firing", "kafka_lag_growing"),
                                                           ("resolved", "kafka_lag_growing")]
     assert sent[0][2] > 0
+
+
+def test_the_checks_never_read_the_future(store):
+    """A row stamped a year ahead (ingest refuses it now, but a store may hold one from before) must not make
+    the pipeline look fresh, nor count in a window."""
+    import numpy as np
+    import pyarrow as pa
+
+    from logpipe.codec.ndjson import encode_ndjson
+    from logpipe.events import FACT_SCHEMA, Provenance
+    from logpipe.monitor.checks import Observer, measure
+    from logpipe.monitor.rules import Rule
+    from logpipe.processing.normalize import normalize_ndjson
+    from logpipe.simulator.generator import TrafficGenerator
+
+    now = time.time()
+    facts = normalize_ndjson(encode_ndjson(TrafficGenerator(seed=2).generate(200, now - 120, now - 100)),
+                             Provenance("http")).facts
+    future = facts.slice(0, 50)
+    next_year = pa.array(np.full(50, int((now + 365 * 86400) * 1000))).cast(FACT_SCHEMA.field("ts").type)
+    future = future.set_column(future.schema.get_field_index("ts"), "ts", next_year)
+    future = future.set_column(future.schema.get_field_index("status"), "status", pa.array([503] * 50, pa.uint16()))
+    store.insert("fact_log", facts)
+    store.insert("fact_log", future.cast(FACT_SCHEMA))
+    observer = Observer(store, dict, str)
+    freshness = measure(Rule(name="freshness", kind="freshness", threshold=60), observer)["pipeline"]
+    assert 100 <= freshness <= 200  # the newest event that is not in the future, 100 s ago
+    rates = measure(Rule(name="error_rate", kind="error_rate", threshold=20, window_s=600), observer)
+    assert all(rate < 50 for rate in rates.values())  # the future 503s are not in the window

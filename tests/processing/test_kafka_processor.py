@@ -6,10 +6,9 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.kafka_processor import KafkaCheckpoint
 from logpipe.transport.kafka import consumer_settings, ensure_topics
-from logpipe.transport.topics import dlq_topic, subscription_pattern
+from logpipe.transport.topics import subscription_pattern
 from tests.kafka_support import kafka_test_config
 
 
@@ -44,8 +43,7 @@ def test_a_refused_commit_is_made_again_only_for_partitions_the_member_keeps(kaf
         assert _poll_until([first, second], lambda: first.assignment() and second.assignment()
                            and len(first.assignment()) + len(second.assignment()) == total)
         kept, moved = first.assignment()[0], second.assignment()[0]
-        checkpoint = KafkaCheckpoint(None, None, ProcessorConfig(), consumer=first, dlq=None,
-                                     dlq_name=dlq_topic(config.topic_prefix))
+        checkpoint = KafkaCheckpoint(first)
         checkpoint.commit_later([TopicPartition(kept.topic, kept.partition, 5),
                                  TopicPartition(moved.topic, moved.partition, 7)])
         checkpoint.recommit_refused(every_s=0)

@@ -16,14 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logpipe.events import Provenance
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.kafka_processor import KafkaProcessor
+from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.job import spark_session, start_query
 from logpipe.processing.spark.listener import ProgressListener
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.warehouse.config import WarehouseConfig
-from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 from logpipe.warehouse.store import Store
 from tests.conftest import LOGPIPE, free_port
 from tests.kafka_support import caught_up, headers, kafka_test_config, produce_traffic, wait_for
@@ -72,9 +73,32 @@ def _dead_letters(store: Store) -> list[tuple]:
                             "ORDER BY topic, partition, offset")[1]
 
 
-def test_both_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store, tmp_path):
+def _comparable(rows: list[tuple], columns: list[str]) -> list[tuple]:
+    """Fact rows without what differs by engine: provenance, and the ids generated for events sent
+    without one (named by their Kafka offset, or random)."""
+    skip = {columns.index(c) for c in ("source", "topic", "partition", "offset")}
+    event_id = columns.index("event_id")
+    kept = [tuple(v if not (i == event_id and not str(v).startswith("g-")) else "(generated)"
+                  for i, v in enumerate(row) if i not in skip) for row in rows]
+    return sorted(kept, key=repr)
+
+
+def _refused_reason(reason: str, database: str) -> str:
+    return reason.replace(database, "<db>").split(" (")[0] if "rejected by the store" in reason else reason
+
+
+def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store,
+                                                                                     tmp_path):
+    """The Kafka processor, Spark and the embedded processor read the same corpus (valid, edge and
+    malformed events, and one the store refuses for good) into the same rows and dead letters."""
+    from logpipe.processing.contract import Sinks
+    from logpipe.processing.processor import Processor
+    from logpipe.transport.channel import Channel, Envelope
+    from tests.processing.test_contract import POISON, refuse_poison
+
     config, _ = kafka_test_config(kafka_broker)
     ensure_topics(config)
+    refuse_poison(store)
     corpus = golden_corpus()
     producer = KafkaProducerTransport(config)
     topic = config.topic_prefix + "order"
@@ -93,17 +117,49 @@ def test_both_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(
         thread.join(60)
 
     spark_store = _second_store(store)
+    refuse_poison(spark_store)
     query = start_query(spark, spark_store, config, _spark_config(tmp_path), "python")
     query.processAllAvailable()
     query.stop()
 
     bad_lines = sum(1 for line in corpus if b"bad-" in line or not line.startswith(b'{"') or line == b"{}")
+    refused = sum(1 for line in corpus if POISON.encode() in line)
+    assert refused == 1
     embedded_facts, spark_facts = _facts(store), _facts(spark_store)
-    assert len(embedded_facts) == len(corpus) - bad_lines + after.num_rows
+    assert len(embedded_facts) == len(corpus) - bad_lines - refused + after.num_rows
     assert spark_facts == embedded_facts
     embedded_dead = _dead_letters(store)
-    assert len(embedded_dead) == bad_lines
-    assert _dead_letters(spark_store) == embedded_dead
+    assert len(embedded_dead) == bad_lines + refused
+    spark_dead = _dead_letters(spark_store)
+    assert [d[:3] for d in spark_dead] == [d[:3] for d in embedded_dead]
+    assert [_refused_reason(d[3], spark_store.database) for d in spark_dead] == [
+        _refused_reason(d[3], store.database) for d in embedded_dead]
+    assert sum("rejected by the store: " in d[3] and "VIOLATED_CONSTRAINT" in d[3] for d in embedded_dead) == 1
+
+    # the in-process engine: the same corpus as one HTTP payload, through the channel
+    http_store = _second_store(store)
+    refuse_poison(http_store)
+    channel = Channel(100_000)
+    processor = Processor(channel, Sinks(fact_sink(http_store), [dead_letter_sink(http_store)]),
+                          ProcessorConfig(flush_interval_s=0.2))
+    processor.start()
+    from concurrent.futures import Future
+
+    answer: Future = Future()
+    channel.put(Envelope(b"\n".join(corpus) + b"\n", len(corpus), Provenance("http"), answer))
+    result = answer.result(60)
+    processor.stop()
+    # an empty value is a record of its own in Kafka, and a blank line (no record) in NDJSON
+    assert (result.accepted, result.rejected) == (len(corpus) - bad_lines - refused, bad_lines - 1 + refused)
+    columns = [c for c in http_store.query_rows(f"SELECT * FROM {http_store.database}.fact_log LIMIT 0")[0]
+               if c != "ingest_ts"]
+    corpus_facts = [row for row in embedded_facts if not str(row[columns.index("event_id")]).startswith("k41-")]
+    assert _comparable(_facts(http_store), columns) == _comparable(corpus_facts, columns)
+    http_reasons = [_refused_reason(r, http_store.database) for (r,) in http_store.query_rows(
+        f"SELECT reason FROM {http_store.database}.dead_letter")[1]]
+    kafka_reasons = [_refused_reason(d[3], store.database) for d in embedded_dead]
+    assert len(http_reasons) == len(kafka_reasons) - 1
+    assert set(http_reasons) <= set(kafka_reasons) and sum("rejected by the store" in r for r in http_reasons) == 1
     ids = {row[0] for row in embedded_facts}
     assert {"g-01", "g-20", f"{topic}:"} - ids == {f"{topic}:"}  # ids were kept; missing ones named by offset
     assert sum(1 for i in ids if i.startswith(f"{topic}:")) == 2
@@ -195,7 +251,7 @@ def test_a_query_that_dies_is_reported_with_its_exception(spark, kafka_broker, t
     spark.streams.addListener(listener)
     failures_before = metrics.SPARK_QUERY_FAILURES._value.get()
     gone = RemoteStore(WarehouseConfig(url=f"logpipe+http://127.0.0.1:{free_port()}"))
-    query = start_query(spark, gone, config, _spark_config(tmp_path), "python")
+    query = start_query(spark, gone, config, _spark_config(tmp_path, write_give_up_s=2), "python")
     with pytest.raises(StreamingQueryException, match="unreachable"):
         query.awaitTermination(120)
     assert wait_for(lambda: listener.failure is not None, 30)

@@ -9,16 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.events import Provenance
 from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.wire import encode_ndjson
 from logpipe.warehouse.config import WarehouseConfig
+from logpipe.warehouse.connect import open_store
 from logpipe.warehouse.errors import StoreError
 from logpipe.warehouse.remote import RemoteStore
-from logpipe.warehouse.store import open_store
 from tests.conftest import bearer, free_port, registry_of
 
 

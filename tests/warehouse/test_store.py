@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.query import arrow_buffer
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.wire import encode_ndjson
 from logpipe.warehouse import store as store_module
 from logpipe.warehouse.errors import StoreError
 from logpipe.warehouse.store import SPOOL_PREFIX, schema_statements

@@ -12,8 +12,8 @@ from collections import Counter
 
 import httpx
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.wire import encode_ndjson
 
 
 def main(base: str, duration_s: float, batch: int, seed: int, concurrency: int = 4,

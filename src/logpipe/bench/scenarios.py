@@ -28,12 +28,13 @@ import pyarrow as pa
 from logpipe import metrics
 from logpipe.auth.tokens import Role, new_token
 from logpipe.bench.resources import ResourceMonitor, Usage, children
+from logpipe.codec.ndjson import encode_ndjson, encode_ndjson_buffer
 from logpipe.events import Provenance
 from logpipe.memory import configure_allocators
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
-from logpipe.transport.wire import encode_ndjson, encode_ndjson_buffer
+from logpipe.warehouse import queries
 
 BATCH = 50_000
 MARKER_EVERY_S = 0.25
@@ -142,14 +143,15 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
 
     ``rate`` None offers as much as the pipeline takes (backpressure blocks the generator)."""
     from logpipe.config import Settings
+    from logpipe.processing.contract import Sinks
     from logpipe.processing.processor import Processor
+    from logpipe.processing.sinks import dead_letter_sink, fact_sink
     from logpipe.transport.channel import Channel, ChannelFull, Envelope
-    from logpipe.warehouse.sink import dead_letter_sink, fact_sink
 
     store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-")))
     defaults = Settings().processor()  # what `logpipe up` runs with, LOGPIPE_* variables included
-    channel = Channel(defaults.queue_max_events)
-    processor = Processor(channel, fact_sink(store), dead_letter_sink(store),
+    channel = Channel(defaults.queue_max_events, defaults.queue_max_bytes)
+    processor = Processor(channel, Sinks(fact_sink(store), [dead_letter_sink(store)]),
                           replace(defaults, flush_interval_s=0.2 if rate else defaults.flush_interval_s))
     generate, encode = Stage("generated"), Stage("serialized (JSON)")
     generator = TrafficGenerator(seed=7)
@@ -192,8 +194,8 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
         while not stop.is_set():
             pending = [m for m in markers if m not in seen]
             if pending:
-                rows = store.query_rows(f"SELECT event_id FROM {store.database}.fact_log WHERE service = 'bench' "
-                                        "AND event_id IN {ids:Array(String)}", {"ids": pending})[1]
+                rows = store.query_rows(queries.in_database(queries.MARKERS_SEEN, store.database),
+                                        {"ids": pending})[1]
                 now = time.time()
                 for (marker,) in rows:
                     seen[marker] = now
@@ -277,7 +279,7 @@ def _insert_ceiling(batches: int) -> float:
 def _wait_for_merges(store, timeout_s: float = 60.0) -> None:
     """Let the scenario's background merges finish before the ceiling is measured beside them."""
     deadline = time.monotonic() + timeout_s
-    while store.scalar("SELECT count() FROM system.merges") and time.monotonic() < deadline:
+    while store.scalar(queries.MERGES_RUNNING) and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
@@ -353,7 +355,8 @@ class MarkerProbe:
             deadline = time.monotonic() + warm_up_timeout_s
             while time.monotonic() < deadline:
                 rows = client.post("/v1/query", json={
-                    "sql": "SELECT count() FROM analytics.fact_log WHERE event_id = 'warm-up'"}).json()["rows"]
+                    "sql": queries.in_database(queries.EVENT_COUNT_BY_ID, "analytics"),
+                    "parameters": {"id": "warm-up"}}).json()["rows"]
                 if rows and rows[0][0]:
                     break
                 time.sleep(0.1)
@@ -388,8 +391,8 @@ class MarkerProbe:
                     continue
                 try:
                     rows = client.post("/v1/query", json={
-                        "sql": "SELECT event_id FROM analytics.fact_log WHERE service = 'bench' "
-                               "AND event_id IN {ids:Array(String)}", "parameters": {"ids": pending}}).json()["rows"]
+                        "sql": queries.in_database(queries.MARKERS_SEEN, "analytics"),
+                        "parameters": {"ids": pending}}).json()["rows"]
                 except (httpx.HTTPError, KeyError, ValueError):
                     continue
                 now = time.time()
@@ -449,31 +452,33 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
     finally:
         if broker is not None:
             stop_local_broker(broker)
-    events, received = "logpipe_events_sent_total", "logpipe_bytes_received_total"
+    events, received = metrics.sample_name(metrics.EVENTS_SENT, "_total"), \
+        metrics.sample_name(metrics.BYTES_RECEIVED, "_total")
     processor = "kafka_processor" if kafka else "processor"
     accepted = Stage("accepted by the gateway", sum(o["accepted"] for o in outputs), sum(o["bytes"] for o in outputs))
     result.stages = [accepted]
     if kafka:
         # the accepted lines are what is produced, one message each
         produced = Stage("produced to Kafka", int(_delta(before, after, events, "kafka_producer")), accepted.bytes)
-        consumed = Stage("consumed", int(_delta(before, after, "logpipe_events_received_total", "kafka_processor")),
+        consumed = Stage("consumed", int(_delta(before, after, metrics.sample_name(metrics.EVENTS_RECEIVED, "_total"),
+                                                "kafka_processor")),
                          int(_delta(before, after, received, "kafka_processor")))
         result.stages += [produced, consumed]
         result.queue_growth["consumed"] = (produced.events - consumed.events) / max(consumed.events, 1)  # lag grows
     result.stages += [
         Stage("normalized", int(_delta(before, after, events, processor)),
               int(_delta(before, after, received, processor)),
-              _delta(before, after, "logpipe_normalize_seconds_sum", processor)),
+              _delta(before, after, metrics.sample_name(metrics.NORMALIZE_SECONDS, "_sum"), processor)),
         Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")),
               int(_delta(before, after, received, "clickhouse_sink")),
-              _delta(before, after, "logpipe_write_seconds_sum", "clickhouse_sink"))]
+              _delta(before, after, metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"))]
     result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, "
                         f"{f'{rate:,.0f} ev/s offered' if rate else 'as fast as answered'}, NDJSON batches of {batch}, "
                         f"429 answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
     if kafka:
-        polls = _delta(before, after, "logpipe_kafka_record_age_seconds_count", "")
+        polls = _delta(before, after, metrics.sample_name(metrics.KAFKA_RECORD_AGE_SECONDS, "_count"), "")
         if polls:
-            age = _delta(before, after, "logpipe_kafka_record_age_seconds_sum", "") / polls
+            age = _delta(before, after, metrics.sample_name(metrics.KAFKA_RECORD_AGE_SECONDS, "_sum"), "") / polls
             result.notes.append(f"a record's mean age when the processor polls it (producer to consumer): {age:.2f}s")
         result.notes.append(f"bare librdkafka ceilings on the same broker: producer "
                             f"{result.ceilings['produced to Kafka']:,.0f} msg/s, consumer "
@@ -575,7 +580,7 @@ def drain_embedded(duration_s: float, events: int | None = None) -> Result:
     seconds swings by a fifth with whatever else the two cores do meanwhile (engine merges, the broker)."""
     from logpipe.config import Settings
     from logpipe.processing.kafka_processor import KafkaProcessor
-    from logpipe.warehouse.sink import dead_letter_sink, fact_sink
+    from logpipe.processing.sinks import dead_letter_sink, fact_sink
 
     events = events or max(1_000_000, int(40_000 * duration_s))
     bootstrap, broker = _broker()
@@ -644,10 +649,10 @@ def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100
         deadline = time.perf_counter() + max(duration_s, 600)
         while inserted < events and time.perf_counter() < deadline:
             values = _scrape(base)
-            inserted = values.get(("logpipe_events_sent_total", "clickhouse_sink"), 0.0)
+            inserted = values.get((metrics.sample_name(metrics.EVENTS_SENT, "_total"), "clickhouse_sink"), 0.0)
             if inserted and first_at is None:
                 first_at, first_rows = time.perf_counter(), inserted
-                first_busy = values.get(("logpipe_write_seconds_sum", "clickhouse_sink"), 0.0)
+                first_busy = values.get((metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"), 0.0)
             time.sleep(0.05)
         finished = time.perf_counter()
         usage = monitor.stop()
@@ -659,8 +664,8 @@ def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100
             stop_local_broker(broker)
     first_at = first_at or finished
     result = Result("drain-spark", finished - first_at, usage=usage)
-    result.stages = [Stage("inserted", int(inserted - first_rows), 0,
-                           values.get(("logpipe_write_seconds_sum", "clickhouse_sink"), 0.0) - first_busy)]
+    busy = values.get((metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"), 0.0) - first_busy
+    result.stages = [Stage("inserted", int(inserted - first_rows), 0, busy)]
     result.ceilings = {"inserted": ceiling}
     result.notes.append(f"{events:,} events pre-filled at {produced_per_s:,.0f} ev/s; bare consumer "
                         f"{ceiling:,.0f} ev/s; start-up to the first rows inserted {first_at - launched:.1f}s "

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from logpipe.dashboard.panels import GRAFANA_ALL, SQL_PANELS, Panel, grafana_sql
+from logpipe.warehouse import queries
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "logpipe-clickhouse"}
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
@@ -61,7 +62,7 @@ def dashboard(database: str = "analytics") -> dict[str, Any]:
             "label": "Service",
             "type": "query",
             "datasource": DATASOURCE,
-            "query": f"SELECT DISTINCT service FROM {database}.fact_log_1m ORDER BY service",
+            "query": queries.in_database(queries.SERVICES_ALL_TIME, database),
             "includeAll": True,
             "allValue": GRAFANA_ALL,
             "multi": False,

@@ -1,32 +1,79 @@
-"""Dependencies of the gateway's routes, as Annotated aliases."""
+"""What the gateway's routes depend on, as ``Services`` (built by the process that serves them) and
+``Annotated`` aliases for the routes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
-from logpipe.pipeline import Pipeline
+from logpipe.dashboard.history import PipelineHistory
+from logpipe.gateway.body import InFlight
+from logpipe.gateway.config import GatewayConfig
+from logpipe.processing.processor import Processor
+from logpipe.simulator.runner import SimulatorRunner
+from logpipe.transport.intake import Intake
+from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.store import Store
 
 
-def get_pipeline(request: Request) -> Pipeline:
-    return request.app.state.pipeline
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Services:
+    """Everything a gateway app serves; what a process does not run is None (its routes answer 404)."""
+
+    config: GatewayConfig
+    health: Callable[[], dict[str, Any]]
+    intake: Intake | None = None
+    store: Warehouse | None = None
+    simulator: SimulatorRunner | None = None
+    processor: Processor | None = None  # the embedded processor, which operators may pause
+    history: PipelineHistory | None = None
+    start: Callable[[], None] = _nothing
+    stop: Callable[[], None] = _nothing
+    in_flight: InFlight = field(default_factory=lambda: InFlight(64 << 20))
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_intake(request: Request) -> Intake:
+    intake = get_services(request).intake
+    if intake is None:
+        raise HTTPException(404, "this process takes no logs")
+    return intake
 
 
 def get_store(request: Request) -> Store:
     """The store this process owns; a process that reaches its store elsewhere has none to offer."""
-    store = getattr(request.app.state, "store", None)
+    store = get_services(request).store
     if not isinstance(store, Store):
         raise HTTPException(404, "this process owns no store; query the processor's or ClickHouse directly")
     return store
 
 
-def get_health(request: Request) -> Callable[[], dict[str, Any]]:
-    return request.app.state.health
+def get_simulator(request: Request) -> SimulatorRunner:
+    simulator = get_services(request).simulator
+    if simulator is None:
+        raise HTTPException(404, "no simulator in this process")
+    return simulator
 
 
-PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+def get_processor(request: Request) -> Processor:
+    processor = get_services(request).processor
+    if processor is None:
+        raise HTTPException(404, "no embedded processor in this process")
+    return processor
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
 StoreDep = Annotated[Store, Depends(get_store)]
-HealthDep = Annotated[Callable[[], dict[str, Any]], Depends(get_health)]
+SimulatorDep = Annotated[SimulatorRunner, Depends(get_simulator)]
+ProcessorDep = Annotated[Processor, Depends(get_processor)]

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from logpipe import metrics
 from logpipe.monitor.rules import Rule
+from logpipe.warehouse import queries
 from logpipe.warehouse.errors import StoreError
 
 UP_STATES = frozenset({"up"})
@@ -72,7 +74,7 @@ def http_observer(base_url: str, database: str = "analytics", health_urls: tuple
 
 
 def _rows(observer: Observer, sql: str, parameters: dict[str, Any]) -> list[tuple]:
-    return observer.store.query_rows(sql.replace("{db}", observer.database), parameters)[1]
+    return observer.store.query_rows(queries.in_database(sql, observer.database), parameters)[1]
 
 
 def measure(rule: Rule, observer: Observer) -> dict[str, float]:
@@ -86,35 +88,26 @@ def measure(rule: Rule, observer: Observer) -> dict[str, float]:
                 return {"gateway": 1.0}
             return {name: 0.0 if state.get("status") in UP_STATES else 1.0 for name, state in components.items()}
         case "error_rate":
-            return dict(_rows(observer, "SELECT service, 100 * countIf(status >= 500) / count() FROM {db}.fact_log "
-                              "WHERE kind = 'request' AND ts > now64(3) - INTERVAL {w:UInt32} SECOND "
-                              "GROUP BY service HAVING count() >= {m:UInt32}", window))
+            return dict(_rows(observer, queries.ERROR_RATE, window))
         case "latency_p99":
-            return dict(_rows(observer, "SELECT service, quantile(0.99)(latency_ms) FROM {db}.fact_log "
-                              "WHERE kind = 'request' AND ts > now64(3) - INTERVAL {w:UInt32} SECOND "
-                              "GROUP BY service HAVING count() >= {m:UInt32}", window))
+            return dict(_rows(observer, queries.LATENCY_P99, window))
         case "freshness":
-            rows = _rows(observer, "SELECT dateDiff('millisecond', max(ts), now64(3)) / 1000, count() "
-                         "FROM {db}.fact_log WHERE ts > now64(3) - INTERVAL 1 DAY", {})
+            rows = _rows(observer, queries.FRESHNESS, {})
             return {"pipeline": float(rows[0][0])} if rows and rows[0][1] else {}
         case "dead_letters":
-            rows = _rows(observer, "SELECT count() / {w:UInt32} FROM {db}.dead_letter "
-                         "WHERE ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND", window)
+            rows = _rows(observer, queries.DEAD_LETTERS_PER_S, window)
             return {"pipeline": float(rows[0][0])}
         case "ingest_drop":
-            rows = _rows(observer, "SELECT countIf(ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND) / {w:UInt32}, "
-                         "countIf(ingest_ts <= now64(3) - INTERVAL {w:UInt32} SECOND) FROM {db}.fact_log "
-                         "WHERE ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND - INTERVAL {b:UInt32} SECOND",
-                         {**window, "b": int(rule.baseline_s)})
+            rows = _rows(observer, queries.INGEST_AGAINST_BASELINE, {**window, "b": int(rule.baseline_s)})
             current, baseline_events = rows[0]
             if baseline_events < max(rule.min_events, 1):
                 return {}
             return {"pipeline": float(current) / (baseline_events / rule.baseline_s)}
         case "kafka_lag":
-            lag = observer.metric_samples().get("logpipe_kafka_consumer_lag")
+            lag = observer.metric_samples().get(metrics.sample_name(metrics.KAFKA_LAG))
             return {} if lag is None else {"pipeline": lag}
         case "kafka_lag_growth":
-            lag = observer.metric_samples().get("logpipe_kafka_consumer_lag")
+            lag = observer.metric_samples().get(metrics.sample_name(metrics.KAFKA_LAG))
             if lag is None:
                 return {}
             now = time.monotonic()

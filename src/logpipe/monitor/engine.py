@@ -21,9 +21,6 @@ from logpipe.monitor.notify import Alert, Dispatcher
 from logpipe.monitor.rules import FIRES_BELOW, Rule, RuleSet
 
 log = logging.getLogger("logpipe.watchdog")
-ACTIVE = metrics.Gauge("logpipe_watchdog_alerts_firing", "Alerts firing now.", registry=metrics.REGISTRY)
-CONTAINER_ALERTS = metrics.Counter("logpipe_watchdog_container_alerts", "Container events and log lines that alerted.",
-                                   registry=metrics.REGISTRY)
 EVENT_COOLDOWN_S = 300
 
 
@@ -88,7 +85,7 @@ class Watchdog:
                 alert = self._step(rule, subject, value, now)
                 if alert is not None:
                     sent.append(alert)
-        ACTIVE.set(sum(1 for s in self.states.values() if s.firing_since is not None))
+        metrics.WATCHDOG_ALERTS_FIRING.set(sum(1 for s in self.states.values() if s.firing_since is not None))
         metrics.EVENTS_SENT.labels(component="watchdog").inc(len(sent))
         return sent
 
@@ -123,7 +120,7 @@ class Watchdog:
         rule = Rule(name=rule_name, kind="failures", threshold=0, severity="critical", cooldown_s=EVENT_COOLDOWN_S)
         with self._lock:
             if state == "firing":
-                CONTAINER_ALERTS.inc()
+                metrics.WATCHDOG_CONTAINER_ALERTS.inc()
                 if now - self.last_fired.get(key, float("-inf")) < rule.cooldown_s:
                     return None
                 self.last_fired[key] = now
@@ -160,13 +157,6 @@ class Watchdog:
             self.observer.store.insert("alerts", table.cast(ALERT_SCHEMA))
         except Exception as exc:  # a lost history row must not stop alerting
             log.warning("could not store the alert in analytics.alerts: %s", exc)
-
-
-ACTIVE_ALERTS_SQL = (
-    "SELECT rule, subject, argMax(severity, ts) AS severity, argMax(value, ts) AS value, "
-    "argMax(threshold, ts) AS threshold, argMax(since, ts) AS since, argMax(message, ts) AS message "
-    "FROM {db}.alerts GROUP BY rule, subject HAVING argMax(state, ts) = 'firing' ORDER BY since"
-)
 
 
 def build_watchdog(config: MonitorConfig, observer: Observer) -> Watchdog:

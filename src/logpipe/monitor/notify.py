@@ -19,15 +19,12 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urlencode
 
 import httpx
-from prometheus_client import Counter
 
 from logpipe import metrics
 from logpipe.redact import redact, register_secret
 
 log = logging.getLogger("logpipe.watchdog")
 
-NOTIFICATIONS = Counter("logpipe_watchdog_notifications", "Alert messages by notifier and outcome.",
-                        ["notifier", "outcome"], registry=metrics.REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -162,7 +159,7 @@ class _Outbox:
             self.queue.put_nowait(alert)
             return True
         except queue.Full:
-            NOTIFICATIONS.labels(notifier=self.notifier.name, outcome="dropped").inc()
+            metrics.WATCHDOG_NOTIFICATIONS.labels(notifier=self.notifier.name, outcome="dropped").inc()
             log.error("%s notification queue full: dropped %s %s", self.notifier.name, alert.state, alert.rule)
             return False
 
@@ -176,16 +173,16 @@ class _Outbox:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 self.notifier.send(alert, self.client)
-                NOTIFICATIONS.labels(notifier=name, outcome="sent").inc()
+                metrics.WATCHDOG_NOTIFICATIONS.labels(notifier=name, outcome="sent").inc()
                 return
             except (httpx.HTTPError, OSError) as exc:
-                NOTIFICATIONS.labels(notifier=name, outcome="retried").inc()
+                metrics.WATCHDOG_NOTIFICATIONS.labels(notifier=name, outcome="retried").inc()
                 log.warning("%s notification failed (attempt %d/%d): %s", name, attempt, self.max_attempts,
                             _describe(exc))
                 if self.stopping.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.max_backoff_s)
-        NOTIFICATIONS.labels(notifier=name, outcome="failed").inc()
+        metrics.WATCHDOG_NOTIFICATIONS.labels(notifier=name, outcome="failed").inc()
         log.error("%s notification given up: %s %s", name, alert.state, alert.rule)
 
     def close(self, timeout_s: float) -> None:

@@ -2,8 +2,11 @@
 
 Delivery: facts effectively once, dead letters at least once.
 
-- Auto-commit is off; offsets are committed synchronously only after the partition's rows are in
-  ClickHouse (``KafkaCheckpoint`` adds that step to the shared commit order).
+- Each batch is written by the engine contract (``contract.write_batch``: dead letters to
+  ``analytics.dead_letter`` and ``logs.dlq``, then facts; a batch the store rejects for good is split
+  down to the rows it refuses, which become dead letters), then its offsets are committed: the
+  acknowledgement step, synchronous, on the consumer's thread (``KafkaCheckpoint``).
+- Auto-commit is off; offsets are committed only after the partition's rows are in ClickHouse.
 - A batch holds contiguous offsets of each partition it covers and is inserted with a token naming
   those ``topic:partition:first-last`` ranges, so a retried insert is a no-op.
 - A sealed batch is written on a committer thread while the consumer thread reads and normalizes
@@ -14,7 +17,8 @@ Delivery: facts effectively once, dead letters at least once.
   partition is positioned past the highest offset already in ``fact_log`` for it: rows inserted
   but not committed before a crash are not read again.
 - Poison messages go to ``logs.dlq`` (headers: error, origin topic, partition, offset) and to
-  ``analytics.dead_letter``; the offset moves on.
+  ``analytics.dead_letter``; the offset moves on. A retryable store error is retried with backoff
+  and the same tokens; no error stops the consumer on a batch for good.
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from confluent_kafka import (
 )
 
 from logpipe import metrics
+from logpipe.codec.ndjson import prepare_decoder
+from logpipe.processing.committer import Committer, record_freshness
 from logpipe.processing.config import ProcessorConfig
-from logpipe.processing.normalize import normalize_messages
-from logpipe.processing.processor import Checkpoint, Committer, PendingBatch, record_freshness
+from logpipe.processing.contract import Sink, Sinks, write_batch
+from logpipe.processing.normalize import normalize_messages, unreadable_messages
+from logpipe.processing.sinks import DeadLetterTopicSink
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
 from logpipe.transport.topics import SENDER_HEADER, dlq_topic, subscription_pattern
-from logpipe.transport.wire import prepare_decoder
-from logpipe.warehouse.errors import StoreError
-from logpipe.warehouse.store import Store
+from logpipe.warehouse import queries
+from logpipe.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 COMPONENT = "kafka_processor"
@@ -88,52 +94,27 @@ def _sender(headers: list[tuple[str, bytes]] | None) -> str:
 
 @dataclass
 class SealedBatch:
-    batch: PendingBatch
-    tokens: list[str]
-    dead_token: str
+    """What one commit writes and then acknowledges."""
+
+    facts: pa.Table
+    dead_letters: pa.Table
+    token: str
     next_offsets: list[TopicPartition]
-    dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]
 
 
-class KafkaCheckpoint(Checkpoint):
-    """The commit order for Kafka batches, in this order and nothing else:
+class KafkaCheckpoint:
+    """The acknowledgement step for Kafka batches: commit the next offsets synchronously, once the
+    contract has written the batch; and commit again what the group refused during a rebalance."""
 
-    1. produce the poison messages to logs.dlq and wait for the broker (raise on anything undelivered);
-    2. write the dead letters (at least once: a replay may write them again);
-    3. write the fact rows of all the batch's partitions in one insert, its token naming their
-       ``topic:partition:first-last`` ranges;
-    4. commit the next offsets synchronously: the acknowledgement step.
-
-    Dead letters go before facts because recovery positions a partition past its highest
-    inserted fact offset: facts last means a crash can only repeat dead letters, never skip them.
-    """
-
-    def __init__(self, fact_sink, dead_letter_sink, config: ProcessorConfig, consumer: Consumer,
-                 dlq: KafkaProducerTransport, dlq_name: str):
-        super().__init__(fact_sink, dead_letter_sink, config)
+    def __init__(self, consumer: Consumer):
         self.consumer = consumer
-        self.dlq = dlq
-        self.dlq_name = dlq_name
         # (topic, partition) -> next offset of rows already in ClickHouse whose commit the group refused
         self.refused: dict[tuple[str, int], int] = {}
         self._recommit_at = 0.0
 
-    def write(self, batch: PendingBatch, tokens: list[str], dead_token: str,
-              dlq_messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
-        """Steps 1 to 3 (the committer thread's part)."""
-        if dlq_messages:
-            future = self.dlq.send_raw([v for v, _ in dlq_messages], [self.dlq_name] * len(dlq_messages),
-                                       [None] * len(dlq_messages), [h for _, h in dlq_messages])
-            future.result(timeout=30)  # raises on anything undelivered
-        if batch.dead_letters:
-            self._write(self.dead_letter_sink, pa.concat_tables(batch.dead_letters), dead_token, None)
-        for facts, token in zip(batch.facts, tokens, strict=True):
-            self._write(self.fact_sink, facts, token, None)
-            record_freshness(facts)
-
     def commit_offsets(self, next_offsets: list[TopicPartition]) -> None:
-        """Step 4, on the consumer's own thread (a synchronous commit from another thread can wait
-        until the consumer stops polling)."""
+        """On the consumer's own thread (a synchronous commit from another thread can wait until the
+        consumer stops polling)."""
         if next_offsets:
             started = time.perf_counter()
             try:
@@ -181,14 +162,16 @@ class KafkaCheckpoint(Checkpoint):
 
 
 class KafkaProcessor:
-    def __init__(self, kafka: KafkaConfig, store: Store, fact_sink, dead_letter_sink, config: ProcessorConfig):
+    def __init__(self, kafka: KafkaConfig, store: Warehouse, fact_sink: Sink, dead_letter_sink: Sink,
+                 config: ProcessorConfig):
         self.kafka = kafka
         self.store = store
         self.config = config
         self.consumer = Consumer(kafka.client(**consumer_settings(kafka.group_id)))
         self.dlq = KafkaProducerTransport(kafka, component="dlq_producer")
-        self.checkpoint = KafkaCheckpoint(fact_sink, dead_letter_sink, config, consumer=self.consumer, dlq=self.dlq,
-                                          dlq_name=dlq_topic(kafka.topic_prefix))
+        self.sinks = Sinks(fact_sink, [dead_letter_sink, DeadLetterTopicSink(self.dlq, dlq_topic(kafka.topic_prefix))])
+        self.checkpoint = KafkaCheckpoint(self.consumer)
+        self.last_error: str | None = None
         self.polled = Polled()
         self.opened_at = 0.0
         self._stop = threading.Event()
@@ -230,10 +213,8 @@ class KafkaProcessor:
         log.info("revoked %s after committing what was done", [(tp.topic, tp.partition) for tp in partitions])
 
     def _max_inserted_offset(self, topic: str, partition: int) -> int | None:
-        value = self.store.scalar(
-            f"SELECT maxOrNull(offset) FROM {self.store.database}.fact_log "
-            "WHERE source = 'kafka' AND topic = {t:String} AND partition = {p:Int32}",
-            {"t": topic, "p": partition})
+        value = self.store.scalar(queries.in_database(queries.MAX_INSERTED_OFFSET, self.store.database),
+                                  {"topic": topic, "partition": partition})
         return None if value is None else int(value)
 
     # loop ------------------------------------------------------------------------------------------
@@ -303,39 +284,49 @@ class KafkaProcessor:
         self._committer.put(polled)
 
     def _seal(self, polled: Polled) -> SealedBatch:
-        """Polled messages normalized into what one commit writes: fact rows, dead letters, DLQ messages."""
-        with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
-            normalized = normalize_messages(pa.array(polled.topics, pa.string()), np.array(polled.partitions),
-                                            np.array(polled.offsets), polled.values, senders=polled.senders)
+        """Polled messages normalized into what one commit writes: fact rows and dead letters. A defect in
+        normalization makes every message of the batch a dead letter with its reason, rather than a
+        consumer that stops on the batch for good."""
+        topics, partitions, offsets = pa.array(polled.topics, pa.string()), np.array(polled.partitions), \
+            np.array(polled.offsets)
+        try:
+            with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
+                normalized = normalize_messages(topics, partitions, offsets, polled.values, senders=polled.senders,
+                                                rules=self.config.rules)
+        except Exception as exc:
+            self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
+            log.exception("normalization failed; the batch's messages become dead letters")
+            normalized = unreadable_messages(topics, partitions, offsets, polled.values, f"processor error: {exc!r}")
         metrics.BYTES_RECEIVED.labels(component=COMPONENT).inc(normalized.payload_bytes)
-        pending = PendingBatch()
-        if normalized.bad:
-            pending.dead_letters.append(normalized.dead_letters)
-        dlq_messages = [(record.raw.encode(), normalized.dlq_headers(record)) for record in normalized.bad]
-        tokens = []
-        if normalized.facts.num_rows:
-            pending.facts.append(normalized.facts)  # one insert for all partitions, named by their ranges
-            tokens.append(normalized.token)
         next_offsets = [TopicPartition(topic, partition, last + 1) for topic, partition, _, last in normalized.ranges]
         metrics.EVENTS_SENT.labels(component=COMPONENT).inc(normalized.facts.num_rows)
         metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(normalized.bad))
-        dead_token = "dead:" + ",".join(f"{tp.topic}:{tp.partition}:{tp.offset}" for tp in next_offsets)
-        return SealedBatch(pending, tokens, dead_token, next_offsets, dlq_messages)
+        # one insert for all partitions, named by their offset ranges
+        return SealedBatch(normalized.facts, normalized.dead_letters, normalized.token, next_offsets)
 
     def _write_sealed(self, polled: Polled) -> None:
-        """On the committer thread, in order; after a failure it writes none (a later batch's offsets
-        would acknowledge the failed one's) and the consumer thread raises it."""
+        """On the committer thread, in order: write by the contract, then hand the offsets to the consumer
+        thread to commit. A write that gives up (only at shutdown: retryable errors are retried, the
+        others dead-letter their rows) writes no later batch, whose offsets would acknowledge this one's."""
         if self._commit_failure is not None:
             return
         try:
             sealed = self._seal(polled)
-            self.checkpoint.write(sealed.batch, sealed.tokens, sealed.dead_token, sealed.dlq_messages)
+            written = write_batch(sealed.facts, sealed.dead_letters, sealed.token, self.sinks, self.config.retry,
+                                  on_error=self._note_error, should_stop=self._stop.is_set)
+            record_freshness(sealed.facts)
+            if written.refused:
+                metrics.EVENTS_ERRORS.labels(component=COMPONENT).inc(len(written.refused))
+            self.last_error = None
             self._written.put(sealed.next_offsets)
         except Exception as exc:  # handed to the consumer thread, which raises it
-            if isinstance(exc, StoreError):
-                self.exceptions += 1
-                metrics.PROCESSOR_EXCEPTIONS.inc()
+            self.exceptions += 1
+            metrics.PROCESSOR_EXCEPTIONS.inc()
             self._commit_failure = exc
+
+    def _note_error(self, error: str) -> None:
+        self.last_error = error
 
     def _commit_written(self) -> None:
         while not self._written.empty():

@@ -3,195 +3,111 @@
 One thread decodes and normalizes each payload as it arrives (pyarrow releases the GIL for
 most of that work) and accumulates fact rows; when the batch is big enough, old enough, or
 someone is waiting for it and nothing else is queued, it is sealed and handed to a committer
-thread, whose ``Checkpoint`` writes it while the next batch is being normalized. Batches are
-committed one at a time in the order they were sealed, and at most one waits for the committer,
-so a slow store holds the processor back instead of piling batches up in memory.
+thread, which writes it by the engine contract (``contract.write_batch``) while the next batch is
+being normalized, then acknowledges it: it resolves the futures HTTP requests wait on, with
+accepted, rejected and reasons (rows the store refused among the rejected). Batches are committed
+one at a time in the order they were sealed, and at most one waits for the committer, so a slow
+store holds the processor back instead of piling batches up in memory. A write that keeps failing
+until its senders' deadline fails them (HTTP 503): nothing unwritten is acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
+import numpy as np
 import pyarrow as pa
 
 from logpipe import metrics
-from logpipe.events import Provenance
+from logpipe.codec.ndjson import BadRecord, prepare_decoder
+from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA
+from logpipe.processing.committer import Committer, record_freshness
 from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.contract import Refused, SinkError, Sinks, write_batch
 from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
-from logpipe.processing.sink import Sink
-from logpipe.transport.channel import Channel, Envelope, IngestResult
-from logpipe.transport.wire import BadRecord, prepare_decoder
-from logpipe.warehouse.errors import StoreError, classify
+from logpipe.transport.channel import Channel, Envelope
+from logpipe.transport.intake import IngestResult
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_REPORTED = 100
 
 
 @dataclass
+class _Sender:
+    """One payload's share of a batch: who waits for it, what it will be told, and the record position
+    at which its records begin in the document it was normalized in."""
+
+    ack: Future[IngestResult] | None
+    result: IngestResult
+    first_record: int
+
+
+@dataclass
+class _Normalized:
+    """The fact rows of one normalization and the senders whose payloads it read."""
+
+    rows: int
+    positions: np.ndarray  # record position of each fact row
+    senders: list[_Sender]
+
+
+@dataclass
 class PendingBatch:
     facts: list[pa.Table] = field(default_factory=list)
     dead_letters: list[pa.Table] = field(default_factory=list)
-    acks: list[tuple[Future[IngestResult], IngestResult]] = field(default_factory=list)
+    normalized: list[_Normalized] = field(default_factory=list)
     rows: int = 0
     opened_at: float = 0.0
+    token: str | None = None  # an idempotent request's own token; None: the processor names the batch
 
-    def add(self, facts: pa.Table, dead: pa.Table, acks: list[tuple[Future[IngestResult], IngestResult]]) -> None:
-        if not self.facts and not self.dead_letters and not self.acks:
+    def add(self, facts: pa.Table, dead: pa.Table, normalized: _Normalized) -> None:
+        if self.empty:
             self.opened_at = time.monotonic()
         if facts.num_rows:
             self.facts.append(facts)
         if dead.num_rows:
             self.dead_letters.append(dead)
-        self.acks += acks
+        self.normalized.append(normalized)
         self.rows += facts.num_rows
 
     @property
     def empty(self) -> bool:
-        return not self.facts and not self.dead_letters and not self.acks
+        return not self.facts and not self.dead_letters and not self.normalized
 
+    @property
+    def senders(self) -> list[_Sender]:
+        return [sender for part in self.normalized for sender in part.senders]
 
-class Checkpoint:
-    """Owns the commit order, so no source is acknowledged before its rows are durable.
+    @property
+    def waited_for(self) -> bool:
+        return any(sender.ack is not None for sender in self.senders)
 
-    ``commit`` does, in this order and nothing else:
-
-    1. write the fact rows to the fact sink (retrying retryable errors with the same token);
-       rows the store rejects permanently become dead letters with the store's reason;
-    2. write the dead letters to the dead-letter sink, same retry rule;
-    3. acknowledge the sources: resolve the futures HTTP requests wait on (with accepted,
-       rejected and reasons), or, with Kafka, commit the offsets (a subclass adds that step);
-    4. forget the batch.
-
-    If a write keeps failing until ``give_up_at``, the sources are failed (HTTP 503) instead
-    of acknowledged: nothing unacknowledged is lost silently, nothing is acknowledged unwritten.
-    """
-
-    def __init__(self, fact_sink: Sink, dead_letter_sink: Sink, config: ProcessorConfig):
-        self.fact_sink = fact_sink
-        self.dead_letter_sink = dead_letter_sink
-        self.config = config
-        self.run_id = uuid.uuid4().hex[:12]
-        self.sequence = 0
-        self.last_error: str | None = None
-        self.stopping = threading.Event()
-
-    def _token(self, kind: str) -> str:
-        return f"{self.run_id}:{self.sequence}:{kind}"
-
-    def _write(self, sink: Sink, table: pa.Table, token: str, give_up_at: float | None) -> None:
-        delay = self.config.retry_initial_s
-        while True:
-            try:
-                sink.write(table, token)
-                self.last_error = None
+    def refuse(self, refused: Refused) -> None:
+        """Count a fact row the store refused against the sender it came from."""
+        row = refused.position
+        for part in self.normalized:
+            if row < part.rows:
+                position = int(part.positions[row])
+                sender = next(s for s in reversed(part.senders) if s.first_record <= position)
+                sender.result.accepted -= 1
+                sender.result.rejected += 1
+                if len(sender.result.errors) < MAX_ERRORS_REPORTED:
+                    sender.result.errors.append({"index": position - sender.first_record, "reason": refused.reason})
                 return
-            except Exception as exc:
-                error = classify(exc)
-                self.last_error = f"{sink.name}: {error}"
-                if not error.retryable:
-                    raise error from exc
-                if give_up_at is not None and time.monotonic() + delay > give_up_at:
-                    raise error from exc
-                log.warning("%s write failed, retrying in %.1fs: %s", sink.name, delay, error)
-                time.sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
-
-    def commit(self, batch: PendingBatch, give_up_at: float | None = None) -> None:
-        self.sequence += 1
-        dead = list(batch.dead_letters)
-        try:
-            if batch.facts:
-                facts = pa.concat_tables(batch.facts)
-                try:
-                    self._write(self.fact_sink, facts, self._token("facts"), give_up_at)
-                    record_freshness(facts)
-                except StoreError as exc:
-                    if exc.retryable:
-                        raise
-                    dead.append(_facts_as_dead_letters(facts, f"rejected by ClickHouse: {exc}"))
-                    for _, result in batch.acks:
-                        result.rejected += result.accepted
-                        result.accepted = 0
-            if dead:
-                self._write(self.dead_letter_sink, pa.concat_tables(dead), self._token("dead"), give_up_at)
-        except StoreError as exc:
-            for future, _ in batch.acks:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
-        for future, result in batch.acks:
-            if not future.done():
-                future.set_result(result)
+            row -= part.rows
 
 
-def record_freshness(facts: pa.Table) -> None:
-    """Now minus the newest event time just written."""
-    newest = facts.column("ts").to_numpy().max().astype("int64") / 1000.0
-    metrics.FRESHNESS_SECONDS.set(max(0.0, time.time() - newest))
-
-
-def _facts_as_dead_letters(facts: pa.Table, reason: str) -> pa.Table:
-    records = [BadRecord(i, orjson.dumps(row, default=str).decode(), reason)
-               for i, row in enumerate(facts.to_pylist())]
-    return dead_letter_table(records, Provenance("processor"))
-
-
-class Committer:
-    """Runs ``commit`` on each sealed batch on a thread of its own, in the order they are handed
-    over, while the caller prepares the next; at most one waits, so a slow store holds the caller
-    back instead of piling batches up in memory. Both processors commit through one."""
-
-    _CLOSE = object()
-
-    def __init__(self, name: str, commit: Callable[[Any], None]):
-        self._commit = commit
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> Committer:
-        self._thread.start()
-        return self
-
-    def put(self, sealed: Any) -> None:
-        self._queue.put(sealed)
-
-    def drain(self) -> None:
-        """Return once every batch handed over is committed."""
-        self._queue.join()
-
-    def close(self) -> None:
-        """Commit what was handed over, then end the thread."""
-        self._queue.put(self._CLOSE)
-
-    def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        metrics.name_os_thread()
-        while (sealed := self._queue.get()) is not self._CLOSE:
-            try:
-                self._commit(sealed)
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
-
-
-def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord],
-                      records: int) -> list[tuple[Envelope, IngestResult]]:
+def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord], records: int) -> list[_Sender]:
     """Each sender's accepted and rejected counts and reasons, with record positions within its own
     payload, from the normalization of the parts joined in order (one part: what was read counts,
     more: their record counts add up to it)."""
     sizes = [records] if len(parts) == 1 else [part.events for part in parts]
-    results, start, bad = [], 0, 0
+    senders, start, bad = [], 0, 0
     for part, size in zip(parts, sizes, strict=True):
         end = start + size
         mine = []
@@ -199,16 +115,19 @@ def _results_per_part(parts: list[Envelope], dead_records: list[BadRecord],
             mine.append(dead_records[bad])
             bad += 1
         errors = [{"index": r.index - start, "reason": r.reason} for r in mine[:MAX_ERRORS_REPORTED]]
-        results.append((part, IngestResult(size - len(mine), len(mine), errors)))
+        senders.append(_Sender(part.ack, IngestResult(size - len(mine), len(mine), errors), start))
         start = end
-    return results
+    return senders
 
 
 class Processor:
-    def __init__(self, channel: Channel, fact_sink: Sink, dead_letter_sink: Sink, config: ProcessorConfig):
+    def __init__(self, channel: Channel, sinks: Sinks, config: ProcessorConfig):
         self.channel = channel
         self.config = config
-        self.checkpoint = Checkpoint(fact_sink, dead_letter_sink, config)
+        self.sinks = sinks
+        self.run_id = uuid.uuid4().hex[:12]
+        self.sequence = 0
+        self.last_error: str | None = None
         self.pending = PendingBatch()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -264,9 +183,9 @@ class Processor:
             envelope = self.channel.get(timeout=0.05)
             if envelope is not None:
                 parts, held = self._coalesce(envelope)
-                self._process(parts)
+                self._take(parts)
                 if held is not None:
-                    self._process([held])
+                    self._take([held])
             elif stopping:
                 break
             metrics.QUEUE_EVENTS.labels(component="processor").set(self.channel.events)
@@ -279,21 +198,22 @@ class Processor:
     def _coalesce(self, first: Envelope) -> tuple[list[Envelope], Envelope | None]:
         """Queued payloads of one source, to be normalized in one call: the cost per call is mostly
         fixed, so many small batches (HTTP requests of 1,000 events, simulator ticks) cost far more
-        than one big one. At most about one batch's worth (``batch_max_rows``), which bounds the memory
-        a normalization takes. Returns them and, if one was taken that cannot join (Kafka offsets,
-        another source or sender), that one."""
-        if first.provenance.offsets is not None:
+        than one big one. At most about one batch's worth (``batch_max_rows`` and ``batch_max_bytes``),
+        which bounds the memory a normalization takes. Returns them and, if one was taken that cannot
+        join (Kafka offsets, another source or sender), that one."""
+        if first.provenance.offsets is not None or first.token is not None:
             return [first], None
-        parts, events = [first], first.events
-        while events < self.config.batch_max_rows:
+        parts, events, size = [first], first.events, len(first.payload)
+        while events < self.config.batch_max_rows and size < self.config.batch_max_bytes:
             following = self.channel.get(timeout=0)
             if following is None:
                 break
             if (following.provenance.offsets is not None or following.provenance.source != first.provenance.source
-                    or following.provenance.sender != first.provenance.sender):
+                    or following.provenance.sender != first.provenance.sender or following.token is not None):
                 return parts, following
             parts.append(following)
             events += following.events
+            size += len(following.payload)
         return parts, None
 
     def _due(self) -> bool:
@@ -304,7 +224,20 @@ class Processor:
             return True
         if time.monotonic() - batch.opened_at >= self.config.flush_interval_s:
             return True
-        return bool(batch.acks) and self.channel.empty()
+        return batch.waited_for and self.channel.empty()
+
+    def _take(self, parts: list[Envelope]) -> None:
+        """Normalize into the pending batch; an idempotent request becomes a batch of its own, written
+        with its token (ClickHouse's deduplication then catches a retry after a restart too)."""
+        token = parts[0].token
+        if token is None:
+            self._process(parts)
+            return
+        if not self.pending.empty:
+            self._commit()
+        self._process(parts)
+        self.pending.token = token
+        self._commit()
 
     def _commit(self, give_up_after_s: float | None = None) -> None:
         """Seal the pending batch and hand it to the committer (waits while one is already waiting)."""
@@ -312,19 +245,38 @@ class Processor:
         give_up_at = None
         if give_up_after_s is not None:
             give_up_at = time.monotonic() + give_up_after_s
-        elif batch.acks:
+        elif batch.waited_for:
             # Someone is waiting: fail them within their timeout rather than hold them forever.
             give_up_at = time.monotonic() + 20.0
         self._committer.put((batch, give_up_at))
 
     def _commit_sealed(self, sealed: tuple[PendingBatch, float | None]) -> None:
+        """On the committer thread: write by the contract, then acknowledge (or fail) every sender."""
         batch, give_up_at = sealed
+        self.sequence += 1
+        facts = pa.concat_tables(batch.facts) if batch.facts else FACT_SCHEMA.empty_table()
+        dead = pa.concat_tables(batch.dead_letters) if batch.dead_letters else DEAD_LETTER_SCHEMA.empty_table()
         try:
-            self.checkpoint.commit(batch, give_up_at)
-        except StoreError as exc:
+            written = write_batch(facts, dead, batch.token or f"{self.run_id}:{self.sequence}", self.sinks,
+                                  self.config.retry, give_up_at, on_error=self._note_error)
+        except SinkError as exc:
             self.exceptions += 1
             metrics.PROCESSOR_EXCEPTIONS.inc()
             log.error("batch not written: %s", exc)
+            for sender in batch.senders:
+                if sender.ack is not None and not sender.ack.done():
+                    sender.ack.set_exception(exc)
+            return
+        self.last_error = None
+        record_freshness(facts)
+        for refused in written.refused:
+            batch.refuse(refused)
+        for sender in batch.senders:
+            if sender.ack is not None and not sender.ack.done():
+                sender.ack.set_result(sender.result)
+
+    def _note_error(self, error: str) -> None:
+        self.last_error = error
 
     def _process(self, parts: list[Envelope]) -> None:
         provenance = parts[0].provenance
@@ -334,27 +286,37 @@ class Processor:
         payload = parts[0].payload if len(parts) == 1 else _joined_lines([part.payload for part in parts])
         try:
             with metrics.NORMALIZE_SECONDS.labels(component="processor").time():
-                normalized = normalize_ndjson(payload, provenance)
-            facts, dead_records, records = normalized.facts, normalized.dead_letters, normalized.record_count
-        except Exception as exc:  # a bug must not lose the payload: it becomes a dead letter
-            self.exceptions += 1
-            metrics.PROCESSOR_EXCEPTIONS.inc()
-            self.checkpoint.last_error = f"processor: {exc!r}"
-            log.exception("normalization failed")
-            facts = pa.table({})
-            dead_records = [BadRecord(0, bytes(payload).decode("utf-8", "replace"), f"processor error: {exc!r}")]
-            records = events
+                normalized = normalize_ndjson(payload, provenance, rules=self.config.rules)
+        except Exception as exc:  # a defect: the payload is kept as a dead letter, its senders told it failed
+            self._normalization_failed(parts, payload, exc)
+            return
+        facts, dead_records, records = normalized.facts, normalized.dead_letters, normalized.record_count
         if len(parts) > 1 and records != events and any(part.ack is not None for part in parts):
             # the senders' record counts do not add up to what was read (a line holding two
             # documents, say): answer each of them from a normalization of its own payload
             for part in parts:
                 self._process([part])
             return
-        dead = dead_letter_table(dead_records, provenance) if dead_records else pa.table({})
+        dead = dead_letter_table(dead_records, provenance) if dead_records else DEAD_LETTER_SCHEMA.empty_table()
         metrics.EVENTS_SENT.labels(component="processor").inc(facts.num_rows)
         metrics.EVENTS_ERRORS.labels(component="processor").inc(len(dead_records))
-        results = _results_per_part(parts, dead_records, records)
-        self.pending.add(facts, dead, [(part.ack, result) for part, result in results if part.ack is not None])
+        senders = _results_per_part(parts, dead_records, records)
+        self.pending.add(facts, dead, _Normalized(facts.num_rows, normalized.fact_positions, senders))
+
+    def _normalization_failed(self, parts: list[Envelope], payload: bytes | pa.Buffer, exc: Exception) -> None:
+        """Nothing is claimed: every sender waiting for these payloads gets the error (HTTP 5xx), and the
+        payload is kept whole as one dead letter, so a defect loses nothing."""
+        self.exceptions += 1
+        metrics.PROCESSOR_EXCEPTIONS.inc()
+        self.last_error = f"processor: {exc!r}"
+        log.exception("normalization failed")
+        record = BadRecord(0, bytes(payload).decode("utf-8", "replace"), f"processor error: {exc!r}")
+        failure = RuntimeError(f"the batch could not be processed ({exc!r}); nothing of it was stored as facts")
+        for part in parts:
+            if part.ack is not None and not part.ack.done():
+                part.ack.set_exception(failure)
+        dead = dead_letter_table([record], parts[0].provenance)
+        self.pending.add(FACT_SCHEMA.empty_table(), dead, _Normalized(0, np.empty(0, np.int64), []))
 
 
 def _joined_lines(payloads: list[bytes | pa.Buffer]) -> bytes:

@@ -1,7 +1,7 @@
 """The in-process channel: what stands between intake and processor when no Kafka is configured.
 
-Bounded by events, not messages: a full channel makes the simulator wait and the ingest API
-answer 429, so memory stays bounded whatever the offered load.
+Bounded by events and by bytes, not messages: a full channel makes the simulator wait and the ingest
+API answer 429, so memory stays bounded whatever the offered load, many small events or a few large.
 """
 
 from __future__ import annotations
@@ -10,18 +10,12 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from logpipe.events import Provenance
-
-
-@dataclass
-class IngestResult:
-    accepted: int = 0
-    rejected: int = 0
-    errors: list[dict] = field(default_factory=list)
+from logpipe.transport.intake import IngestResult
 
 
 @dataclass
@@ -32,6 +26,7 @@ class Envelope:
     events: int
     provenance: Provenance
     ack: Future[IngestResult] | None = None
+    token: str | None = None  # an idempotent request's insert token: it is written on its own with it
 
 
 class ChannelFull(Exception):
@@ -43,10 +38,12 @@ class ChannelClosed(Exception):
 
 
 class Channel:
-    def __init__(self, max_events: int):
+    def __init__(self, max_events: int, max_bytes: int = 1 << 62):
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self._items: deque[Envelope] = deque()
         self._events = 0
+        self._bytes = 0
         self._closed = False
         self._cond = threading.Condition()
 
@@ -54,15 +51,22 @@ class Channel:
     def events(self) -> int:
         return self._events
 
-    def _fits(self, events: int) -> bool:
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def _fits(self, envelope: Envelope) -> bool:
         # An oversized envelope is admitted into an empty channel, so it can never wait forever.
-        return self._events == 0 or self._events + events <= self.max_events
+        if self._events == 0:
+            return True
+        return (self._events + envelope.events <= self.max_events
+                and self._bytes + len(envelope.payload) <= self.max_bytes)
 
     def put(self, envelope: Envelope, timeout: float | None = None) -> None:
         """Block until there is room (backpressure); ``timeout=0`` raises ChannelFull at once."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._fits(envelope.events):
+            while not self._fits(envelope):
                 if self._closed:
                     raise ChannelClosed
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -73,6 +77,7 @@ class Channel:
                 raise ChannelClosed
             self._items.append(envelope)
             self._events += envelope.events
+            self._bytes += len(envelope.payload)
             self._cond.notify_all()
 
     def get(self, timeout: float) -> Envelope | None:
@@ -83,6 +88,7 @@ class Channel:
                 return None
             envelope = self._items.popleft()
             self._events -= envelope.events
+            self._bytes -= len(envelope.payload)
             self._cond.notify_all()
             return envelope
 

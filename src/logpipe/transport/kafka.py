@@ -20,8 +20,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from logpipe import metrics
+from logpipe.codec.ndjson import encode_lines
 from logpipe.transport.topics import DEFAULT_PREFIX, OTHER_SUFFIX, SERVICE_SUFFIXES, error_topic, topic_names
-from logpipe.transport.wire import encode_lines
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,11 @@ def message_keys(table: pa.Table) -> list[str]:
 
 
 def producer_settings(config: KafkaConfig, queue_capacity: int = 500_000) -> dict[str, object]:
-    """librdkafka producer settings: durable (acks=all, idempotent) and batched for throughput."""
+    """librdkafka producer settings: durable (acks=all, idempotent) and batched for throughput; its queue
+    is bounded by messages and by bytes (128 MiB; librdkafka's default is 1 GiB)."""
     return {"enable.idempotence": True, "acks": "all", "compression.type": config.compression,
             "linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": queue_capacity,
-            "delivery.timeout.ms": config.delivery_timeout_ms}
+            "queue.buffering.max.kbytes": 128 * 1024, "delivery.timeout.ms": config.delivery_timeout_ms}
 
 
 def consumer_settings(group_id: str) -> dict[str, object]:

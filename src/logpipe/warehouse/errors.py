@@ -26,9 +26,11 @@ PERMANENT_ERROR_CODES = frozenset({
     81,   # UNKNOWN_DATABASE
     117,  # INCORRECT_DATA
     164,  # READONLY
+    469,  # VIOLATED_CONSTRAINT
     497,  # ACCESS_DENIED
 })
-# A user query that went past one of its limits: the query's fault, not the store's.
+# A query past one of its limits: a user's query is at fault (an answer of 400), while an insert may
+# well succeed when retried (memory is free again), so these stay retryable.
 LIMIT_ERROR_CODES = frozenset({
     158,  # TOO_MANY_ROWS
     159,  # TIMEOUT_EXCEEDED
@@ -65,8 +67,7 @@ def classify(exc: BaseException) -> StoreError:
         return StoreError(f"ClickHouse unreachable: {exc}", code, True)
     if isinstance(exc, ClickHouseError | DatabaseError) and code is not None:
         code = int(code)
-        retryable = code not in PERMANENT_ERROR_CODES and code not in LIMIT_ERROR_CODES
-        return StoreError(str(exc), code, retryable)
+        return StoreError(str(exc), code, code not in PERMANENT_ERROR_CODES)
     if isinstance(exc, OSError | TimeoutError):
         return StoreError(f"ClickHouse transport error: {exc}", None, True)
     return StoreError(f"{type(exc).__name__}: {exc}", code, False)

@@ -15,9 +15,9 @@ import httpx
 import orjson
 import pyarrow as pa
 
+from logpipe.warehouse.base import wait_until_ready
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.errors import PERMANENT_ERROR_CODES, StoreError
-from logpipe.warehouse.store import wait_until_ready
 
 REMOTE_SCHEME = "logpipe+"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -35,7 +35,7 @@ def read_arrow_ipc(payload: bytes) -> pa.Table:
 
 
 class RemoteStore:
-    """The part of ``Store`` that processors use: insert, parameterized reads, ping."""
+    """A ``base.Warehouse`` over the owner's API: insert, parameterized reads, ping."""
 
     embedded = False
 

@@ -1,4 +1,5 @@
-"""The ClickHouse store: one clickhouse-connect client for the embedded engine (chdb) and for servers.
+"""The ClickHouse store: one clickhouse-connect client for the embedded engine (chdb) and for servers
+(a ``base.Warehouse``).
 
 One process owns an embedded data directory; other processes reach it through that
 process's HTTP API (``POST /v1/query``), never by opening the directory themselves.
@@ -10,11 +11,10 @@ import os
 import queue
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -23,12 +23,11 @@ import pyarrow as pa
 from clickhouse_connect.driver.binding import format_str, quote_identifier
 
 from logpipe import metrics
+from logpipe.warehouse import queries
+from logpipe.warehouse.base import wait_until_ready
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.errors import StoreBusy, StoreError, classify
 from logpipe.warehouse.sandbox import check_query
-
-if TYPE_CHECKING:
-    from logpipe.warehouse.remote import RemoteStore
 
 SPOOL_PREFIX = "logpipe-insert-"
 
@@ -77,14 +76,6 @@ def spooled_arrow(data: pa.Table) -> Iterator[str]:
 def _settings_clause(settings: dict[str, Any]) -> str:
     return ", ".join(f"{name} = {format_str(str(value)) if isinstance(value, str) else int(value)}"
                      for name, value in settings.items())
-
-
-def wait_until_ready(ping: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ping():
-        if time.monotonic() > deadline:
-            raise StoreError(f"{what} is not answering", None, True)
-        time.sleep(0.3)
 
 
 def schema_statements(database: str, retention_days: int) -> list[tuple[str, str]]:
@@ -199,7 +190,8 @@ class Store:
         columns = ", ".join(quote_identifier(name) for name in data.schema.names)
         clause = f" SETTINGS {_settings_clause(settings)}" if settings else ""
         with spooled_arrow(data) as path, self._session(self._writer) as client:
-            client.command(f"INSERT INTO {table} ({columns}) FROM INFILE {format_str(path)}{clause} FORMAT Arrow")
+            client.command(queries.INSERT_ARROW_FILE.format(table=table, columns=columns, path=format_str(path),
+                                                           settings=clause))
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True) -> pa.Table:
         with self._session(self._reader if readonly else self._writer) as client:
@@ -247,7 +239,7 @@ class Store:
                                                                              settings={"readonly": 1}))
                 connection = self._parser
         with self._session(connection) as client:
-            text = client.query("SELECT parseQueryToJSON({sql:String})", parameters={"sql": sql}).result_rows[0][0]
+            text = client.query(queries.PARSE, parameters={"sql": sql}).result_rows[0][0]
         return orjson.loads(text)
 
     def _sandbox_pool(self) -> queue.Queue[_Connection]:
@@ -272,7 +264,7 @@ class Store:
     def ping(self) -> bool:
         try:
             with self._session(self._writer) as client:
-                return bool(client.ping()) if not self.embedded else client.command("SELECT 1") == 1
+                return bool(client.ping()) if not self.embedded else client.command(queries.PING) == 1
         except StoreError:
             return False
 
@@ -284,12 +276,3 @@ class Store:
                            self._writer):
             with connection.lock:
                 connection.client.close()
-
-
-def open_store(config: WarehouseConfig) -> Store | RemoteStore:
-    """The store a URL names: embedded chdb, a ClickHouse server, or another process's embedded store."""
-    if config.owned_elsewhere:
-        from logpipe.warehouse.remote import RemoteStore
-
-        return RemoteStore(config)
-    return Store(config)

@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from logpipe.auth.tokens import Role
 from logpipe.dashboard.panels import PANELS, PANELS_BY_ID, PanelRange, panel_sql
-from logpipe.gateway.deps import StoreDep
+from logpipe.gateway.deps import ServicesDep, StoreDep
 from logpipe.gateway.security import READ, caller, registry_of, set_login_cookie
+from logpipe.warehouse import queries
 from logpipe.warehouse.errors import StoreBusy, StoreError
 
 router = APIRouter(tags=["dashboard"])
@@ -77,7 +78,7 @@ def _readable(value: object) -> object:
 @router.get("/api/panels/{panel_id}", dependencies=[READ])
 async def panel_data(
     panel_id: str,
-    request: Request,
+    services: ServicesDep,
     store: StoreDep,
     start_ms: Annotated[int | None, Query(alias="from", description="Epoch ms; default an hour ago.")] = None,
     end_ms: Annotated[int | None, Query(alias="to", description="Epoch ms; default now.")] = None,
@@ -93,7 +94,7 @@ async def panel_data(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if panel.source == "metrics":
-        history = getattr(request.app.state, "history", None)
+        history = services.history
         if history is None:
             raise HTTPException(404, "this process keeps no pipeline history")
         return Response(orjson.dumps({"id": panel.id, "columns": ["t", "series", "value"], "bucket_s": 2,
@@ -114,6 +115,5 @@ async def panel_data(
 
 @router.get("/api/services", dependencies=[READ])
 async def services(store: StoreDep) -> list[str]:
-    rows = await run_in_threadpool(store.query_limited, f"SELECT DISTINCT service FROM {store.database}.fact_log_1m "
-                                   "WHERE minute > now() - INTERVAL 1 DAY ORDER BY service")
+    rows = await run_in_threadpool(store.query_limited, queries.in_database(queries.SERVICES, store.database))
     return [row[0] for row in rows[1]]

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from logpipe import metrics
-from logpipe.gateway.deps import HealthDep
+from logpipe.gateway.deps import ServicesDep
 from logpipe.gateway.security import READ
 
 router = APIRouter(tags=["health"])
@@ -19,8 +19,8 @@ async def ping() -> dict[str, str]:
 
 
 @router.get("/healthz", dependencies=[READ])
-async def healthz(health: HealthDep, response: Response) -> dict:
-    report = await run_in_threadpool(health)
+async def healthz(services: ServicesDep, response: Response) -> dict:
+    report = await run_in_threadpool(services.health)
     if report["status"] != "ok":
         response.status_code = 503
     return report

@@ -51,8 +51,9 @@ async def run_query(request: Request, store: StoreDep) -> Response:
     except StoreBusy as exc:
         return JSONResponse({"detail": {"code": None, "message": str(exc)}}, status_code=429,
                             headers={"Retry-After": "1"})
-    except StoreError as exc:
-        raise HTTPException(503 if exc.retryable else 400, {"code": exc.code, "message": str(exc)}) from None
+    except StoreError as exc:  # past a limit is the query's fault; unreachable is the store's
+        status = 503 if exc.retryable and not exc.limit_exceeded else 400
+        raise HTTPException(status, {"code": exc.code, "message": str(exc)}) from None
     reply = orjson.dumps({"columns": columns, "rows": rows}, default=str, option=orjson.OPT_NON_STR_KEYS)
     limit = store.config.limits.max_result_bytes
     if len(reply) > limit:  # the engine counts a constant column's value once; the reply counts every byte

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from logpipe.gateway.deps import PipelineDep
+from logpipe.gateway.deps import SimulatorDep
 from logpipe.gateway.security import ADMIN, READ
 from logpipe.simulator.incidents import IncidentRequest
 from logpipe.simulator.runner import Scenario
@@ -19,25 +19,25 @@ class SimulatorUpdate(BaseModel):
 
 
 @router.get("", dependencies=[READ])
-async def get_simulator(pipeline: PipelineDep) -> dict:
-    return pipeline.simulator.status()
+async def get_simulator(simulator: SimulatorDep) -> dict:
+    return simulator.status()
 
 
 @router.put("", dependencies=[ADMIN])
-async def put_simulator(update: SimulatorUpdate, pipeline: PipelineDep) -> dict:
-    pipeline.simulator.update(update.running, update.rate, update.scenario, update.speed)
-    return pipeline.simulator.status()
+async def put_simulator(update: SimulatorUpdate, simulator: SimulatorDep) -> dict:
+    simulator.update(update.running, update.rate, update.scenario, update.speed)
+    return simulator.status()
 
 
 @router.post("/incidents", status_code=201, dependencies=[ADMIN])
-async def post_incident(request: IncidentRequest, pipeline: PipelineDep) -> dict:
+async def post_incident(request: IncidentRequest, simulator: SimulatorDep) -> dict:
     try:
-        incident = pipeline.simulator.add_incident(request)
+        incident = simulator.add_incident(request)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return incident.as_dict(pipeline.simulator.clock.now())
+    return incident.as_dict(simulator.clock.now())
 
 
 @router.get("/incidents", dependencies=[READ])
-async def list_incidents(pipeline: PipelineDep) -> dict:
-    return {"incidents": pipeline.simulator.incidents()}
+async def list_incidents(simulator: SimulatorDep) -> dict:
+    return {"incidents": simulator.incidents()}

@@ -13,3 +13,4 @@ class SparkConfig:
     max_offsets_per_trigger: int | None = 500_000
     starting_offsets: str = "earliest"
     ui: bool = True
+    write_give_up_s: float = 300.0  # a micro-batch whose write still fails after this fails the query

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import orjson
 import pyarrow as pa
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.events import TS_TYPE
-from logpipe.transport.wire import encode_ndjson
 
 
 def _lines(table: pa.Table) -> list[dict]:

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pytest
 
+from logpipe.codec.flat_json import decode_flat
+from logpipe.codec.ndjson import decode_ndjson, encode_ndjson, joined_lines
+from logpipe.codec.schema import WIRE_SCHEMA
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.transport.flat_json import decode_flat
-from logpipe.transport.wire import WIRE_SCHEMA, decode_ndjson, encode_ndjson, joined_lines
 
 
 def _general_reader(payload: bytes) -> pa.Table:
@@ -158,7 +159,7 @@ def test_unknown_fields_are_still_kept_through_decode_ndjson():
 def test_a_process_that_only_encodes_does_not_load_numba():
     """numba costs a process about 140 MB; load generators and producers only encode."""
     code = ("import sys, time; from logpipe.simulator.generator import TrafficGenerator; "
-            "from logpipe.transport.wire import encode_ndjson; "
+            "from logpipe.codec.ndjson import encode_ndjson; "
             "encode_ndjson(TrafficGenerator(seed=1).generate(100, time.time() - 1, time.time())); "
             "print('numba' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -5,7 +5,7 @@ allowed and kept by the processor in ``attributes``. Timestamps are ISO 8601 str
 (``2026-11-25T06:36:00.123Z``) or epoch seconds/milliseconds.
 
 Encoding is columnar (Arrow compute). Decoding has three paths: flat objects of known fields
-(nearly every batch) are scanned by ``flat_json``; a batch with other fields or types goes to
+(nearly every batch) are scanned by ``codec.flat_json``; a batch with other fields or types goes to
 pyarrow's JSON reader, which keeps unknown fields; only a batch that neither can read is decoded
 record by record, so one bad record costs its batch a slower parse, never the batch itself.
 """
@@ -20,17 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from logpipe.codec.schema import MAX_DEPTH, WIRE_NAMES, WIRE_SCHEMA
 from logpipe.events import WIRE_FIELDS, Wire
 
-_WIRE_ARROW: dict[Wire, pa.DataType] = {
-    Wire.STRING: pa.string(),
-    Wire.INTEGER: pa.int64(),
-    Wire.NUMBER: pa.float64(),
-    Wire.TIMESTAMP: pa.string(),
-}
-# The types a well-behaved producer sends; the fast path reads exactly these.
-WIRE_SCHEMA = pa.schema([(f.name, _WIRE_ARROW[f.wire]) for f in WIRE_FIELDS])
-_WIRE_NAMES = frozenset(WIRE_SCHEMA.names)
 _JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 
 
@@ -114,6 +106,12 @@ def encode_lines(table: pa.Table) -> list[bytes]:
     return encode_ndjson(table).splitlines()
 
 
+STRING_FIELDS = tuple(f.name for f in WIRE_FIELDS if f.wire is Wire.STRING)
+# pyarrow's reader truncates a fraction it reads into an integer column (1.5 becomes 1): integer fields
+# are left to its inference (int64, or double for a fraction), and normalization judges the values.
+_READER_SCHEMA = pa.schema([f for f in WIRE_SCHEMA if not pa.types.is_integer(f.type)])
+
+
 @dataclass
 class BadRecord:
     index: int  # position among the batch's records (blank lines not counted)
@@ -136,7 +134,7 @@ def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
     """Read an NDJSON payload into Arrow. Unknown fields are kept as extra columns."""
     # imported here: numba costs a process about 140 MB and half a second, which one that only
     # encodes (a load generator, `logpipe simulate`, a Kafka producer) need not pay
-    from logpipe.transport.flat_json import decode_flat
+    from logpipe.codec.flat_json import decode_flat
 
     flat = decode_flat(payload)
     if flat is not None:
@@ -144,17 +142,42 @@ def decode_ndjson(payload: bytes | pa.Buffer) -> DecodedBatch:
     try:
         table = pj.read_json(
             pa.BufferReader(payload),
-            parse_options=pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="infer"),
+            parse_options=pj.ParseOptions(explicit_schema=_READER_SCHEMA, unexpected_field_behavior="infer"),
         )
-        return DecodedBatch(table, None, [], table.num_rows)
+        if max((_depth_of_type(f.type) for f in table.schema), default=0) <= MAX_DEPTH:
+            return DecodedBatch(table, None, [], table.num_rows)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _decode_records(payload if isinstance(payload, bytes) else payload.to_pybytes())
+        pass
+    return _decode_records(payload if isinstance(payload, bytes) else payload.to_pybytes())
+
+
+def _depth_of_type(kind: pa.DataType) -> int:
+    """How deep an Arrow type nests objects and arrays (a scalar is 0)."""
+    if pa.types.is_struct(kind):
+        return 1 + max((_depth_of_type(kind.field(i).type) for i in range(kind.num_fields)), default=0)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return 1 + _depth_of_type(kind.value_type)
+    return 0
+
+
+def _depth(value: object) -> int:
+    """How deep a decoded JSON value nests objects and arrays, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((child, level) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def prepare_decoder() -> None:
     """Load the flat-batch scanner (on a fresh machine, compile it: a few seconds, then cached), so that
     a processor's first batch does not wait for it. Components call this as they start."""
-    from logpipe.transport.flat_json import decode_flat
+    from logpipe.codec.flat_json import decode_flat
 
     sample = b'{"service":"a\\n\\u00e9\\ud83d\\ude00","status":200,"latency_ms":1.5,"message":null}\n'
     decode_flat(sample)
@@ -164,7 +187,7 @@ def prepare_decoder() -> None:
 def is_one_line_each(body: bytes, count: int) -> bool:
     """Whether ``body`` is exactly ``count`` lines, none empty, each ending in a newline: values joined
     by newlines were each one non-empty line. Counted in compiled loops, not per value."""
-    from logpipe.transport.flat_json import line_breaks
+    from logpipe.codec.flat_json import line_breaks
 
     if not body:
         return count == 0
@@ -190,6 +213,20 @@ def _as_text(value: object) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def _refusal(value: object) -> str | None:
+    """Why a decoded line is no event, or None: not an object, nested too deep, or an object, array or
+    boolean where a string field belongs (it would be stored as its JSON text: not as sent)."""
+    if not isinstance(value, dict):
+        return f"not a JSON object: got {type(value).__name__}"
+    if _depth(value) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    for name in STRING_FIELDS:
+        field_value = value.get(name)
+        if isinstance(field_value, dict | list | bool):
+            return f"{name}: {type(field_value).__name__} where a string belongs (got {field_value!r:.100})"
+    return None
+
+
 def _decode_records(payload: bytes) -> DecodedBatch:
     """Slow path: record by record, so that each bad record gets its own reason."""
     records: list[dict] = []
@@ -205,13 +242,13 @@ def _decode_records(payload: bytes) -> DecodedBatch:
         except orjson.JSONDecodeError as exc:
             bad.append(BadRecord(index, line.decode("utf-8", "replace"), f"invalid JSON: {exc}"))
         else:
-            if isinstance(value, dict):
+            reason = _refusal(value)
+            if reason is None:
                 records.append(value)
                 raw_lines.append(line)
                 row_index.append(index)
             else:
-                bad.append(BadRecord(index, line.decode("utf-8", "replace"),
-                                     f"not a JSON object: got {type(value).__name__}"))
+                bad.append(BadRecord(index, line.decode("utf-8", "replace"), reason))
         index += 1
     columns: dict[str, pa.Array] = {}
     for name in WIRE_SCHEMA.names:
@@ -220,7 +257,7 @@ def _decode_records(payload: bytes) -> DecodedBatch:
             columns[name] = pa.array(values, type=WIRE_SCHEMA.field(name).type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             columns[name] = pa.array([_as_text(v) for v in values], type=pa.string())
-    extras = [[(k, _as_text(v)) for k, v in r.items() if k not in _WIRE_NAMES and v is not None]
+    extras = [[(k, _as_text(v)) for k, v in r.items() if k not in WIRE_NAMES and v is not None]
               for r in records]
     columns["attributes"] = pa.array(extras, type=pa.map_(pa.string(), pa.string()))
     return DecodedBatch(pa.table(columns), row_index, bad, index, raw_lines)

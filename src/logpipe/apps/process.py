@@ -22,10 +22,12 @@ from logpipe.auth.tokens import Role, new_token, open_registry
 from logpipe.config import Settings
 from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
+from logpipe.health import component, report
 from logpipe.processing.kafka_processor import KafkaProcessor
-from logpipe.processing.stage import open_stage_store, stage_health
+from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.transport.kafka import ensure_topics
-from logpipe.warehouse.sink import dead_letter_sink, fact_sink
+from logpipe.warehouse.base import Warehouse
+from logpipe.warehouse.connect import open_store
 from logpipe.warehouse.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,20 @@ def local_address(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def open_stage_store(settings: Settings) -> Warehouse:
+    """What every stream-processing process opens before consuming: the store (embedded, server, or
+    another process's) with its schema, and the topics."""
+    store = open_store(settings.warehouse())
+    store.wait_ready(60)
+    store.apply_schema()
+    ensure_topics(settings.kafka_config())
+    return store
+
+
+def stage_health(store: Warehouse, engine: str, engine_up: bool, **details: Any) -> dict[str, Any]:
+    return report({engine: component(engine_up, **details), "store": component(store.ping())})
+
+
 def run_worker(settings: Settings, port: int) -> int:
     """Consume until SIGINT/SIGTERM, then flush and commit; returns the exit code."""
     store = open_stage_store(settings)
@@ -44,7 +60,8 @@ def run_worker(settings: Settings, port: int) -> int:
     running = threading.Event()
 
     def health() -> dict[str, Any]:
-        return stage_health(store, "processor", running.is_set(), exceptions=processor.exceptions)
+        return stage_health(store, "processor", running.is_set(), exceptions=processor.exceptions,
+                            last_error=processor.last_error)
 
     tokens, _ = open_registry(settings.auth())
     server = BackgroundServer(create_store_app(store, health, tokens), settings.http_host, port).start()
@@ -153,12 +170,9 @@ class Supervisor:
                 process.wait()
 
     def health(self) -> dict[str, Any]:
-        workers = {f"worker-{w.index}": {"status": "up" if w.process and w.process.poll() is None else "down",
-                                         "pid": w.process.pid if w.process else None, "port": w.port,
-                                         "restarts": w.restarts} for w in self.workers}
-        healthy = all(w["status"] == "up" for w in workers.values())
+        components = {f"worker-{w.index}": component(w.process is not None and w.process.poll() is None,
+                                                     pid=w.process.pid if w.process else None, port=w.port,
+                                                     restarts=w.restarts) for w in self.workers}
         if self.store is not None:
-            store_ok = self.store.ping()
-            workers["store"] = {"status": "up" if store_ok else "down"}
-            healthy = healthy and store_ok
-        return {"status": "ok" if healthy else "degraded", "components": workers}
+            components["store"] = component(self.store.ping())
+        return report(components)

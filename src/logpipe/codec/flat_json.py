@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from logpipe.transport.wire import WIRE_SCHEMA
+from logpipe.codec.schema import WIRE_SCHEMA
 
 _KIND_STRING, _KIND_INTEGER, _KIND_NUMBER = 0, 1, 2
 _KIND_OF_TYPE = {pa.string(): _KIND_STRING, pa.int64(): _KIND_INTEGER, pa.float64(): _KIND_NUMBER}
@@ -459,7 +459,7 @@ def _gather(data: np.ndarray, words: np.ndarray, word_end: int, starts: np.ndarr
 
 
 def decode_flat(payload: bytes | pa.Buffer) -> pa.Table | None:
-    """The batch as a table of the wire fields (``transport.wire.WIRE_SCHEMA``), or None when some
+    """The batch as a table of the wire fields (``codec.schema.WIRE_SCHEMA``), or None when some
     line is not a flat object of known fields with their declared types."""
     data = np.frombuffer(payload, dtype=np.uint8)
     words, word_end = _words(data)

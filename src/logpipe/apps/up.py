@@ -1,0 +1,305 @@
+"""``logpipe up`` and ``logpipe gateway``: the stages of the all-in-one process, wired together.
+
+One engine is chosen when the process is built, and nothing decides it again:
+
+- ``EmbeddedEngine``: the in-process channel between intake and the embedded processor (no Kafka);
+- ``KafkaEngine``: intake produces to Kafka; with ``run_processor`` (``logpipe up --kafka``) a Kafka
+  processor in the same process consumes, without it (``logpipe gateway``) ``logpipe process`` does.
+
+Stages know nothing of each other beyond the objects passed in here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import pyarrow as pa
+
+from logpipe import metrics
+from logpipe.codec.ndjson import encode_ndjson_buffer
+from logpipe.config import Settings
+from logpipe.dashboard.history import PipelineHistory
+from logpipe.events import Provenance
+from logpipe.gateway.body import InFlight
+from logpipe.gateway.deps import Services
+from logpipe.health import PAUSED, UP, component, report
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.contract import Sinks
+from logpipe.processing.processor import Processor
+from logpipe.processing.sinks import dead_letter_sink, fact_sink
+from logpipe.simulator.runner import SimulatorRunner
+from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope
+from logpipe.transport.intake import IngestResult, Overloaded, RecentKeys, ShuttingDown, idempotency_token
+from logpipe.transport.kafka import KafkaConfig
+from logpipe.warehouse.base import Warehouse
+from logpipe.warehouse.connect import open_store
+
+log = logging.getLogger(__name__)
+
+
+def _count_ingest_result(future: Future[IngestResult]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        result = future.result()
+        metrics.EVENTS_SENT.labels(component="gateway").inc(result.accepted)
+        metrics.EVENTS_ERRORS.labels(component="gateway").inc(result.rejected)
+
+
+class EmbeddedEngine:
+    """Intake -> the in-process channel (bounded by events and bytes) -> the embedded processor."""
+
+    def __init__(self, store: Warehouse, config: ProcessorConfig):
+        self.channel = Channel(config.queue_max_events, config.queue_max_bytes)
+        self.processor = Processor(self.channel, Sinks(fact_sink(store), [dead_letter_sink(store)]), config)
+
+    def start(self) -> None:
+        self.processor.start()
+
+    def stop(self) -> None:
+        self.channel.close()
+        log.info("stopping: draining %d queued events", self.channel.events)
+        self.processor.stop()
+
+    def submit(self, payload: bytes, events: int, provenance: Provenance,
+               token: str | None = None) -> Future[IngestResult]:
+        future: Future[IngestResult] = Future()
+        try:
+            self.channel.put(Envelope(payload, events, provenance, future, token), timeout=0)
+        except ChannelFull:
+            metrics.EVENTS_DROPPED.labels(component="gateway").inc(events)
+            raise Overloaded(retry_after_s=1.0) from None
+        except ChannelClosed:
+            raise ShuttingDown from None
+        return future
+
+    def emit(self, table: pa.Table) -> None:
+        """The simulator's batches wait for room (backpressure) rather than being refused."""
+        envelope = Envelope(encode_ndjson_buffer(table), table.num_rows, Provenance("simulator"))
+        while True:
+            try:
+                self.channel.put(envelope, timeout=0.5)
+                return
+            except ChannelFull:
+                if self.channel.closed:
+                    raise ChannelClosed from None
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        return {"processor": component(self.processor.running, queued_events=self.channel.events,
+                                       queued_bytes=self.channel.bytes, last_error=self.processor.last_error)}
+
+    @property
+    def queued(self) -> float:
+        return float(self.channel.events)
+
+
+class KafkaEngine:
+    """Intake -> Kafka; and, when ``store`` is given, a Kafka processor in this process -> ClickHouse."""
+
+    def __init__(self, kafka: KafkaConfig, store: Warehouse | None, config: ProcessorConfig):
+        self.kafka = kafka
+        self.store = store
+        self.config = config
+        self.producer = None
+        self.processor = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from logpipe.processing.kafka_processor import KafkaProcessor
+        from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
+
+        ensure_topics(self.kafka)
+        self.producer = KafkaProducerTransport(self.kafka)
+        if self.store is not None:
+            self.processor = KafkaProcessor(self.kafka, self.store, fact_sink(self.store),
+                                            dead_letter_sink(self.store), self.config)
+            self._thread = threading.Thread(target=self.processor.run, name="logpipe-kafka-processor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self.producer is not None:
+            log.info("stopping: flushing the Kafka producer")
+            self.producer.close()
+        if self.processor is not None:
+            self.processor.stop()
+            self._thread.join(60)
+
+    def submit(self, payload: bytes, events: int, provenance: Provenance,
+               token: str | None = None) -> Future[IngestResult]:
+        """``token``: Kafka offers no deduplication across produced records; a keyed retry is caught by
+        the process's memory of recent keys only."""
+        if self.producer is None:
+            raise ShuttingDown
+        return self._produce_validated(payload, provenance.sender)
+
+    def _produce_validated(self, payload: bytes, sender: str = "") -> Future[IngestResult]:
+        """Validate here to answer with reasons; produce every record, the processor dead-letters
+        the bad ones (logs.dlq and dead_letter) so that path stays in one place. A named sender goes
+        with each record as the ``logpipe-sender`` header."""
+        from logpipe.processing.normalize import normalize_ndjson
+        from logpipe.transport.kafka import message_keys
+        from logpipe.transport.topics import OTHER_SUFFIX, SENDER_HEADER
+
+        normalized = normalize_ndjson(payload, Provenance("http"), rules=self.config.rules)
+        lines = [line for line in payload.split(b"\n") if line.strip()]
+        bad_positions = {b.index for b in normalized.dead_letters}
+        good_lines = [line for i, line in enumerate(lines) if i not in bad_positions]
+        topics = self.producer.topics_for(normalized.facts).tolist()
+        keys = message_keys(normalized.facts)
+        bad_lines = [lines[i] for i in sorted(bad_positions) if i < len(lines)]
+        other = self.kafka.topic_prefix + OTHER_SUFFIX
+        if not self.producer.has_room_for(len(lines)):
+            # refuse before producing anything, so a refused batch is never half in Kafka
+            metrics.EVENTS_DROPPED.labels(component="gateway").inc(len(lines))
+            raise Overloaded(retry_after_s=1.0)
+        values = good_lines + bad_lines
+        headers = [[(SENDER_HEADER, sender.encode())]] * len(values) if sender else None
+        delivered = self.producer.send_raw(values, topics + [other] * len(bad_lines), keys + [None] * len(bad_lines),
+                                           headers)
+        result = IngestResult(len(good_lines), len(normalized.dead_letters),
+                              [{"index": b.index, "reason": b.reason} for b in normalized.dead_letters[:100]])
+        future: Future[IngestResult] = Future()
+
+        def done(f: Future[int]) -> None:
+            if f.exception() is not None:
+                future.set_exception(f.exception())
+            else:
+                future.set_result(result)
+
+        delivered.add_done_callback(done)
+        return future
+
+    def emit(self, table: pa.Table) -> None:
+        if self.producer is None:
+            raise ChannelClosed
+        self.producer.send(table).result(timeout=60)  # bounded: waits for the broker
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            AdminClient(self.kafka.client()).list_topics(timeout=3)
+            kafka_ok = True
+        except Exception:
+            kafka_ok = False
+        found = {"kafka": component(kafka_ok)}
+        if self.store is not None:
+            alive = self._thread is not None and self._thread.is_alive()
+            found["processor"] = component(alive, last_error=self.processor.last_error if self.processor else None)
+        return found
+
+    @property
+    def queued(self) -> float:
+        return 0.0
+
+
+class Pipeline:
+    """The all-in-one process: intake (an ``Intake``), one engine, the simulator, the watchdog, and
+    the store. ``run_processor=False`` is ``logpipe gateway``: intake to Kafka only."""
+
+    def __init__(self, settings: Settings, run_processor: bool = True):
+        self.settings = settings
+        self.started_at = time.time()
+        # A gateway without a processor still reads a ClickHouse server (dashboard, queries, watchdog);
+        # an embedded store belongs to whichever process runs the processor.
+        self.store = open_store(settings.warehouse()) if run_processor or settings.clickhouse_url else None
+        if settings.kafka_bootstrap:
+            self.engine: EmbeddedEngine | KafkaEngine = KafkaEngine(
+                settings.kafka_config(), self.store if run_processor else None, settings.processor())
+        else:
+            self.engine = EmbeddedEngine(self.store, settings.processor())
+        self.simulator = SimulatorRunner(settings.simulator(), self.engine.emit)
+        self.recent_keys = RecentKeys(settings.idempotency_keep_s)
+        self.watchdog = None
+        self.history = PipelineHistory(self.stats)
+        metrics.register_component("gateway")
+
+    @property
+    def processor(self) -> Processor | None:
+        """The embedded processor, which operators may pause; None with Kafka."""
+        return self.engine.processor if isinstance(self.engine, EmbeddedEngine) else None
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.store is not None:
+            self.store.wait_ready()
+            self.store.apply_schema()
+            metrics.COMPONENT_UP.labels(component="store").set(1)
+        metrics.COMPONENT_UP.labels(component="gateway").set(1)
+        self.engine.start()
+        self.simulator.start()
+        self.history.start()
+        if self.settings.watch_enabled:
+            from logpipe.monitor.checks import Observer
+            from logpipe.monitor.engine import build_watchdog
+
+            self.watchdog = build_watchdog(self.settings.monitor(),
+                                           Observer(self.store, self.health, lambda: metrics.render().decode()))
+            self.watchdog.start()
+        log.info("pipeline started")
+
+    def stop(self) -> None:
+        """Graceful: stop the simulator, refuse new intake, drain and flush, close the store."""
+        self.history.stop()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        log.info("stopping: simulator")
+        self.simulator.stop()
+        self.engine.stop()
+        if self.store is not None:
+            self.store.close()
+            metrics.COMPONENT_UP.labels(component="store").set(0)
+        log.info("pipeline stopped")
+
+    # intake --------------------------------------------------------------------------------------
+    def submit(self, payload: bytes, events: int, source: str = "http", sender: str = "",
+               key: str | None = None) -> Future[IngestResult]:
+        """Hand a payload on without waiting for room; the future resolves once it is durable.
+        ``sender`` is the name of the named token it came with, recorded with its rows. With an
+        idempotency ``key``, a retry is answered with the first request's outcome (while this process
+        remembers it), and the embedded engine inserts the request on its own with a token of the key
+        and body, which ClickHouse deduplicates across restarts."""
+        metrics.EVENTS_RECEIVED.labels(component="gateway").inc(events)
+        metrics.BYTES_RECEIVED.labels(component="gateway").inc(len(payload))
+        if key is None:
+            future = self.engine.submit(payload, events, Provenance(source, sender=sender))
+        else:
+            token = idempotency_token(sender, key, payload)
+            provenance = Provenance(source, sender=sender)
+            future = self.recent_keys.submit_once(
+                sender, key, token, lambda: self.engine.submit(payload, events, provenance, token))
+        future.add_done_callback(_count_ingest_result)
+        return future
+
+    # observation ---------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        components: dict[str, dict[str, Any]] = {"gateway": component(True)}
+        if self.store is not None:
+            components["store"] = component(self.store.ping(),
+                                            backend="embedded" if self.store.embedded else "server")
+        components.update(self.engine.components())
+        components["simulator"] = {"status": UP if self.simulator.status()["running"] else PAUSED}
+        return report(components)
+
+    def stats(self) -> dict[str, float]:
+        def value(metric, component_name: str) -> float:
+            return metrics.counter_value(metric, component_name)
+
+        return {
+            "generated": value(metrics.EVENTS_SENT, "simulator"),
+            "accepted": value(metrics.EVENTS_RECEIVED, "gateway"),
+            "inserted": value(metrics.EVENTS_SENT, "clickhouse_sink"),
+            "dead_lettered": value(metrics.EVENTS_SENT, "dead_letter_sink"),
+            "queued": self.engine.queued,
+            "freshness_s": metrics.FRESHNESS_SECONDS._value.get(),
+        }
+
+    def services(self) -> Services:
+        """What the gateway serves of this process."""
+        config = self.settings.gateway()
+        return Services(config=config, intake=self, store=self.store, health=self.health,
+                        simulator=self.simulator, processor=self.processor, history=self.history,
+                        start=self.start, stop=self.stop,
+                        in_flight=InFlight(max(self.settings.queue_max_bytes, config.max_body_bytes)))

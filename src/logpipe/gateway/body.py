@@ -1,0 +1,151 @@
+"""Request bodies of the ingest routes: read within a byte limit, decompressed within the same limit
+(gzip, zstd), and turned into NDJSON whose every event is within the event limit.
+
+A limit is checked as the bytes arrive, so a compressed bomb is refused after ``limit`` bytes of
+output, in a fraction of a second and with no more memory than that.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+
+import numpy as np
+import orjson
+import zstandard
+from starlette.requests import Request
+
+ENCODINGS = ("identity", "gzip", "x-gzip", "zstd")
+_CHUNK = 1 << 16
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class InFlight:
+    """Bytes of request bodies being read and handed on, bounded: a post past the bound is refused at
+    once (429) instead of being held in memory beside the others. The pipeline's queue counts a payload
+    once it is handed on, so the two bounds together keep memory in check however many clients post."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self.used and self.used + size > self.limit:
+                return False
+            self.used += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+class UnsupportedEncoding(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body as sent, refused past ``limit`` bytes (before reading it all when it says its length)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {int(declared):,} bytes, more than {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body of more than {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` decoded by its ``Content-Encoding``; past ``limit`` bytes of output it is refused."""
+    encoding = encoding.strip().lower() or "identity"
+    if encoding == "identity":
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body, limit)
+    if encoding == "zstd":
+        return _unzstd(body, limit)
+    raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported; use one of {', '.join(ENCODINGS)}")
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    out, size, data = [], 0, body
+    try:
+        while data:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one per gzip member
+            while data and not inflater.eof:
+                piece = inflater.decompress(data, limit + 1 - size)
+                size += len(piece)
+                if size > limit:
+                    raise BodyTooLarge(f"body of more than {limit:,} bytes once decompressed")
+                out.append(piece)
+                data = inflater.unconsumed_tail
+            if not inflater.eof:
+                raise ValueError("gzip body ends before its end")
+            data = inflater.unused_data
+    except zlib.error as exc:
+        raise ValueError(f"not a valid gzip body: {exc}") from exc
+    return b"".join(out)
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    out, size = [], 0
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True)
+        while piece := reader.read(_CHUNK):
+            size += len(piece)
+            if size > limit:
+                raise BodyTooLarge(f"body of more than {limit:,} bytes once decompressed")
+            out.append(piece)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"not a valid zstd body: {exc}") from exc
+    return b"".join(out)
+
+
+def to_ndjson(body: bytes) -> tuple[bytes, int]:
+    """Any accepted body shape (a JSON object, a JSON array, NDJSON) as NDJSON plus its record count;
+    raises ValueError when unusable."""
+    text = body.strip()
+    if not text:
+        raise ValueError("empty body")
+    if text[:1] == b"[":
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON array: {exc}") from exc
+        if not isinstance(items, list):
+            raise ValueError("invalid JSON array")
+        lines = []
+        for index, item in enumerate(items):
+            try:
+                lines.append(orjson.dumps(item) + b"\n")
+            except orjson.JSONEncodeError as exc:  # nested past orjson's 255 levels
+                raise ValueError(f"item {index}: {exc}") from exc
+        return b"".join(lines), len(items)
+    if text[:1] == b"{":
+        try:
+            single = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # NDJSON: more than one document
+        else:
+            return orjson.dumps(single) + b"\n", 1
+    count = sum(1 for line in text.split(b"\n") if line.strip())
+    return text + b"\n", count
+
+
+def largest_event(ndjson: bytes) -> tuple[int, int]:
+    """(position among the lines, length in bytes) of the longest line of an NDJSON document."""
+    data = np.frombuffer(ndjson, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if not len(ends):
+        return 0, len(data)
+    lengths = np.diff(ends, prepend=-1) - 1
+    longest = int(np.argmax(lengths))
+    return longest, int(lengths[longest])
