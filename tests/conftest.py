@@ -17,6 +17,7 @@ import pytest
 
 from logpipe.auth.config import AuthConfig
 from logpipe.auth.tokens import TokenRegistry
+from logpipe.child_process import stop_with_parent
 from logpipe.transport.local_broker import free_port, start_local_broker, stop_local_broker
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
@@ -78,10 +79,12 @@ class RunningLogpipe:
     def start(self, timeout_s: float = 60.0) -> RunningLogpipe:
         tokens = {f"LOGPIPE_{role.upper()}_TOKEN": token for role, token in self.tokens.items()}
         env = {**os.environ, "LOGPIPE_HTTP_PORT": str(self.port), "LOGPIPE_DATA_DIR": str(self.data_dir),
-               **tokens, **self.env}
+               "LOGPIPE_OTLP_PORT": str(free_port()), "LOGPIPE_SYSLOG_PORT": str(free_port()), **tokens, **self.env}
+        self.otlp_port, self.syslog_port = int(env["LOGPIPE_OTLP_PORT"]), int(env["LOGPIPE_SYSLOG_PORT"])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=stop_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

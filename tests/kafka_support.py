@@ -10,6 +10,7 @@ import uuid
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
+from logpipe.child_process import stop_with_parent
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport
 from logpipe.transport.topics import dlq_topic, topic_names
@@ -44,7 +45,7 @@ def produce_traffic(config: KafkaConfig, n: int, seed: int) -> pa.Table:
 def start_processor(env: dict[str, str], data_dir, *args: str) -> subprocess.Popen:
     env = {"LOGPIPE_PROCESS_PORT": str(free_port()), **os.environ, **env, "LOGPIPE_DATA_DIR": str(data_dir)}
     return subprocess.Popen([*LOGPIPE, "process", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(data_dir / "process.log", "ab"))
+                            stderr=open(data_dir / "process.log", "ab"), preexec_fn=stop_with_parent)
 
 
 def caught_up(config: KafkaConfig) -> bool:

@@ -39,7 +39,8 @@ def test_channel_blocks_then_refuses_when_full():
 
 def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir, tokens):
     settings = Settings(data_dir=store_dir, clickhouse_database=f"bp_{uuid.uuid4().hex[:8]}",
-                        sim_enabled=False, queue_max_events=1000, ack_timeout_s=2)
+                        sim_enabled=False, queue_max_events=1000, ack_timeout_s=2, otlp_enabled=False,
+                        syslog_enabled=False)
     pipeline = Pipeline(settings)
     with TestClient(create_app(pipeline.services(), registry_of(tokens)), headers=bearer(tokens["admin"])) as client:
         pipeline.processor.pause()
@@ -56,3 +57,17 @@ def test_ingest_answers_429_when_the_processor_cannot_keep_up(store_dir, tokens)
         pipeline.processor.resume()
         response = client.post("/v1/logs", content=line * 10)
         assert response.status_code == 200 and response.json()["accepted"] == 10
+
+
+def test_the_channel_is_bounded_by_bytes_as_well_as_events():
+    channel = Channel(max_events=100_000, max_bytes=1000)
+    channel.put(Envelope(b"x" * 600, 1, Provenance("t")))
+    with pytest.raises(ChannelFull):  # two events only, but 1,200 bytes
+        channel.put(Envelope(b"y" * 600, 1, Provenance("t")), timeout=0)
+    assert (channel.events, channel.bytes) == (1, 600)
+    channel.put(Envelope(b"z" * 300, 1, Provenance("t")), timeout=0)
+    assert channel.get(timeout=1).payload == b"x" * 600
+    assert (channel.events, channel.bytes) == (1, 300)
+    lone = Channel(max_events=100_000, max_bytes=10)
+    lone.put(Envelope(b"w" * 50, 1, Provenance("t")), timeout=0)  # larger than the bound, into an empty channel
+    assert lone.bytes == 50

@@ -124,6 +124,37 @@ def gateway(
     _serve(settings, run_processor=False, status_interval=10.0)
 
 
+@app.command()
+def tail(
+    paths: Annotated[list[str], typer.Argument(help="Files or glob patterns (quote them; ** crosses directories).")],
+    parser: Annotated[str, typer.Option(help="json, nginx or plain.")] = "plain",
+    service: Annotated[str, typer.Option(help="The events' service; default: nginx, or the file's name.")] = "",
+    start_at: Annotated[str, typer.Option("--from", help="beginning or end: where a file with no checkpoint "
+                                                        "is read from.")] = "beginning",
+    multiline_start: Annotated[str | None, typer.Option(help="Regular expression that begins a record; "
+                                                            "other lines join the record before.")] = None,
+    name: Annotated[str, typer.Option(help="Name of the checkpoints (<data dir>/file_checkpoints/NAME.json).")]
+    = "tail",
+    port: Annotated[int | None, typer.Option(help="Port of its API, /healthz and /metrics "
+                                                  "(LOGPIPE_HTTP_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (LOGPIPE_DATA_DIR).")] = None,
+) -> None:
+    """Follow log files into ClickHouse until SIGINT/SIGTERM: a pipeline of this one file source (no
+    simulator, watchdog, OTLP or syslog), writing where LOGPIPE_CLICKHOUSE_URL says."""
+    from logpipe.sources.files.config import FileSourceConfig
+
+    if parser not in ("json", "nginx", "plain"):
+        raise typer.BadParameter("json, nginx or plain", param_hint="--parser")
+    if start_at not in ("beginning", "end"):
+        raise typer.BadParameter("beginning or end", param_hint="--from")
+    _logging()
+    source = FileSourceConfig(include=list(paths), parser=parser, service=service, name=name,  # type: ignore[arg-type]
+                              start_at=start_at, multiline_start=multiline_start)  # type: ignore[arg-type]
+    settings = _settings(http_port=port, data_dir=data_dir, files=[source], sim_enabled=False, watch_enabled=False,
+                         otlp_enabled=False, syslog_enabled=False)
+    _serve(settings, run_processor=True, status_interval=2.0)
+
+
 def _serve(settings: Settings, run_processor: bool, status_interval: float) -> None:
     import uvicorn
 
@@ -132,7 +163,7 @@ def _serve(settings: Settings, run_processor: bool, status_interval: float) -> N
     from logpipe.gateway.app import create_app
 
     tokens, plain = open_registry(settings.auth())
-    pipeline = Pipeline(settings, run_processor=run_processor)
+    pipeline = Pipeline(settings, run_processor=run_processor, tokens=tokens)
     # log_config=None: uvicorn logs through the root logger's handlers, and so through their redaction
     server = uvicorn.Server(uvicorn.Config(
         create_app(pipeline.services(), tokens), host=settings.http_host, port=settings.http_port, log_level="warning",
@@ -495,7 +526,7 @@ def grafana_export(
 
 @app.command()
 def bench(
-    scenario: Annotated[str, typer.Option(help="A scenario name, or all.")] = "all",
+    scenario: Annotated[str, typer.Option(help="A scenario name, names separated by commas, sources, or all.")] = "all",
     duration: Annotated[float, typer.Option(help="Seconds per scenario.")] = 60.0,
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown results go.")] = Path("bench/results"),
 ) -> None:
@@ -506,7 +537,7 @@ def bench(
     names = scenario_names(scenario)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, {', '.join(SCENARIOS)}")
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, sources, {', '.join(SCENARIOS)}")
     if not run(names, duration, out, console):
         raise typer.Exit(1)
 

@@ -22,6 +22,9 @@ from logpipe.monitor.config import MonitorConfig
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.simulator.config import SimulatorConfig
+from logpipe.sources.files.config import FileSourceConfig
+from logpipe.sources.otlp.config import OtlpConfig
+from logpipe.sources.syslog.config import SyslogConfig
 from logpipe.transport.kafka import KafkaConfig
 from logpipe.warehouse.config import QueryLimits, WarehouseConfig
 
@@ -102,6 +105,20 @@ class Settings(BaseSettings):
                                         description="Most bytes a user query may return (an error past it).")
     query_max_concurrent: int = Field(QueryLimits.max_concurrent, ge=1, description=(
         "User queries and panels running at once; a query beyond waits up to 5 s, then gets 429."))
+
+    otlp_enabled: bool = Field(True, description="Run the OTLP/HTTP logs receiver (`POST /v1/logs`, protobuf "
+                               "or JSON) in `logpipe up` and `logpipe gateway`; it takes the ingest role's token.")
+    otlp_host: str = Field("127.0.0.1", description="Address the OTLP receiver listens on.")
+    otlp_port: int = Field(4318, ge=0, le=65535, description="Port of the OTLP receiver (OTLP/HTTP's own).")
+    syslog_enabled: bool = Field(True, description="Run the syslog listener (RFC 5424 and 3164, UDP and TCP).")
+    syslog_host: str = Field("127.0.0.1", description="Address the syslog listener listens on.")
+    syslog_port: int = Field(5514, ge=0, le=65535, description="Port of the syslog listener, UDP and TCP.")
+    syslog_allowed_networks: list[str] = Field(["127.0.0.0/8", "::1/128"], description=(
+        "Networks (CIDR) whose syslog messages are heard; syslog carries no credentials, so others are "
+        "counted and ignored. A JSON list in the environment."))
+    files: list[FileSourceConfig] = Field(default_factory=list, description=(
+        "Log files `logpipe up` reads: a `[[files]]` table per source in the TOML file, or a JSON list "
+        "(`[{\"include\": [\"/var/log/nginx/*.log\"], \"parser\": \"nginx\"}]`); fields in docs/sources.md."))
 
     kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty keeps the in-process channel.")
     kafka_topic_prefix: str = Field("logs.", description="Prefix of the log topics (logs.auth, ..., logs.dlq).")
@@ -217,6 +234,15 @@ class Settings(BaseSettings):
         return MonitorConfig(rules_file=self.watch_rules, slack_webhook_url=self.slack_webhook_url,
                              webhook_url=self.alert_webhook_url,
                              dashboard_url=self.dashboard_url or f"http://{host}:{self.http_port}/")
+
+    def otlp(self) -> OtlpConfig:
+        return OtlpConfig(enabled=self.otlp_enabled, host=self.otlp_host, port=self.otlp_port,
+                          max_body_bytes=self.max_body_bytes, ack_timeout_s=self.ack_timeout_s)
+
+    def syslog(self) -> SyslogConfig:
+        return SyslogConfig(enabled=self.syslog_enabled, host=self.syslog_host, port=self.syslog_port,
+                            allowed_networks=tuple(self.syslog_allowed_networks),
+                            max_message_bytes=self.max_event_bytes)
 
     def gateway(self) -> GatewayConfig:
         return GatewayConfig(host=self.http_host, port=self.http_port, max_body_bytes=self.max_body_bytes,

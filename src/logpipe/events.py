@@ -51,7 +51,8 @@ FACT_FIELDS: tuple[FactField, ...] = (
     FactField("service", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
               "Emitting service, lower-cased (auth, order, payment, notify, ...).", required=True, max_length=128),
     FactField("kind", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
-              "request or app_error; derived from status and level when absent.", max_length=32),
+              "request, app_error or system (syslog and the like); derived from status when absent.",
+              max_length=32),
     FactField("level", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING,
               "DEBUG, INFO, WARN, ERROR or FATAL; derived from status when absent.", max_length=32),
     FactField("method", CATEGORY_TYPE, "LowCardinality(String)", Wire.STRING, "HTTP method, upper-cased.",
@@ -73,7 +74,7 @@ FACT_FIELDS: tuple[FactField, ...] = (
     FactField("attributes", pa.map_(pa.string(), pa.string()), "Map(String, String)", Wire.OBJECT,
               "Fields not in this schema, kept as strings."),
     FactField("source", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE,
-              "Where the event entered logpipe: simulator, http or kafka."),
+              "Where the event entered logpipe: simulator, http, otlp, syslog, file or kafka."),
     FactField("sender", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE,
               "Name of the named ingest token that sent the event (the tokens file); empty otherwise."),
     FactField("topic", CATEGORY_TYPE, "LowCardinality(String)", Wire.NONE, "Kafka topic; empty without Kafka."),
@@ -119,7 +120,7 @@ NO_CONTROL_CHARACTERS: frozenset[str] = frozenset(f.name for f in FACT_FIELDS
                                                   if f.max_length is not None)
 
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-KINDS: tuple[str, ...] = ("request", "app_error")
+KINDS: tuple[str, ...] = ("request", "app_error", "system")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Provenance:
     partitions: np.ndarray | None = None
     sender: str = ""
     senders: pa.Array | None = None  # per record, where records of several senders share a batch (Kafka)
+    sources: pa.Array | None = None  # per record, where records of several sources share a batch (Kafka)
 
     def topic_column(self, positions: np.ndarray) -> pa.Array:
         """The topic of each record at ``positions``."""
@@ -146,6 +148,11 @@ class Provenance:
         if self.senders is None:
             return pa.repeat(pa.scalar(self.sender, pa.string()), len(positions))
         return self.senders.take(pa.array(positions, type=pa.int64()))
+
+    def source_column(self, positions: np.ndarray) -> pa.Array:
+        if self.sources is None:
+            return pa.repeat(pa.scalar(self.source, pa.string()), len(positions))
+        return self.sources.take(pa.array(positions, type=pa.int64()))
 
     def partition_column(self, positions: np.ndarray) -> np.ndarray:
         if self.partitions is None:

@@ -1,7 +1,7 @@
 """Metric names every component emits, defined once. The watchdog and the dashboard read these names.
 
 Components: simulator, gateway, processor, clickhouse_sink, dead_letter_sink (and kafka_producer,
-kafka_consumer, spark when those run).
+kafka_consumer, spark, and the sources otlp, syslog and file when those run).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ FRESHNESS_SECONDS = Gauge("logpipe_freshness_seconds",
                           "Now minus the newest event time written to ClickHouse.", registry=REGISTRY)
 QUEUE_EVENTS = Gauge("logpipe_queue_events", "Events waiting in a component's input queue.",
                      ["component"], registry=REGISTRY)
+FILES_FOLLOWED = Gauge("logpipe_files_followed", "Files a file source is following now.", ["component"],
+                       registry=REGISTRY)
 COMPONENT_UP = Gauge("logpipe_component_up", "1 when the component is running and healthy.",
                      ["component"], registry=REGISTRY)
 

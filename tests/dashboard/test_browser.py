@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,11 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
     assert httpx.post(f"{lp.base}/v1/logs", content=b'{"service": "auth"}\n{"ts": "soon"}\n',
                       headers=lp.headers("ingest")).status_code == 200
     assert lp.query("SELECT count() FROM analytics.fact_log")[0][0] >= 0
+    # and system logs from two hosts, over syslog, for the panel of system logs and the source filter
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with socket.create_connection(("127.0.0.1", lp.syslog_port), timeout=10) as connection:
+        connection.sendall(b"".join(f"<{pri}>1 {stamp} {host} kernel - - - link {i} down\n".encode()
+                                    for i, (pri, host) in enumerate([(3, "db-1"), (4, "db-1"), (3, "web-2")])))
 
     # without the token the page asks for it; the login address sets an HttpOnly cookie and leaves the address
     assert page.goto(lp.base + "/").status == 401
@@ -61,6 +67,8 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
         if panel.chart == "table" and panel.id not in quiet:
             assert page.locator(f"#panel-{panel.id} tbody tr").count() >= 1, panel.id
     assert "auth" in _series_names(page, "eps") and "order" in _series_names(page, "eps")
+    assert {"simulator", "syslog"} <= set(_series_names(page, "sources"))
+    assert sorted(_series_names(page, "system_hosts")) == ["ERROR", "WARN"]
     assert {"ingested ev/s", "inserted ev/s", "queued events"} <= set(_series_names(page, "pipeline_live"))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -71,6 +79,17 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
     page.select_option("#service", "auth")
     page.wait_for_function(f"Number(document.body.dataset.refreshes) > {before}", timeout=30_000)
     assert sorted(_series_names(page, "eps")) == ["auth", "total"]
+
+    # the source filter narrows them to one source (two refreshes: one may have begun before the change)
+    page.select_option("#service", "")
+    page.wait_for_function("[...document.querySelector('#source').options].some((o) => o.value === 'syslog')",
+                           timeout=70_000)
+    before = int(page.evaluate("document.body.dataset.refreshes"))
+    page.select_option("#source", "syslog")
+    page.wait_for_function(f"Number(document.body.dataset.refreshes) > {before + 1}", timeout=30_000)
+    assert _series_names(page, "sources") == ["syslog"]
+    assert sorted(_series_names(page, "eps")) == ["kernel", "total"]
+    page.select_option("#source", "")
 
     # a range in the past has nothing to draw
     yesterday = datetime.now() - timedelta(days=1)

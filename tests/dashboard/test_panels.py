@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -40,6 +41,11 @@ def seeded(store_dir):
     incident = generator.generate(12_000, now - 600, now)
     for table in (normal, incident):
         store.insert("fact_log", normalize_ndjson(encode_ndjson(table), Provenance("http")).facts)
+    hosts = [("kernel", "db-1", "ERROR"), ("payment", "db-1", "WARN"), ("kernel", "web-2", "ERROR")]
+    system = b"".join(orjson.dumps({"ts": now - 60 * i, "kind": "system", "service": service, "host": host,
+                                    "level": level, "message": "link down"}) + b"\n"
+                      for i, (service, host, level) in enumerate(hosts))
+    store.insert("fact_log", normalize_ndjson(system, Provenance("syslog")).facts)
     bad = normalize_ndjson(b'{"service": "auth"}\n{"ts": "soon", "service": "auth"}\n', Provenance("http"))
     from logpipe.processing.normalize import dead_letter_table
 
@@ -100,7 +106,8 @@ def test_the_service_filter_and_the_range_narrow_the_data(seeded):
     assert len(recent) < len(everything)
 
 
-def expand_grafana_macros(sql: str, start: datetime, end: datetime, service: str = "__all") -> str:
+def expand_grafana_macros(sql: str, start: datetime, end: datetime, service: str = "__all",
+                          source: str = "__all") -> str:
     """What Grafana's ClickHouse plugin does to the macros, closely enough to run the query."""
     def literal(moment: datetime) -> str:
         return f"toDateTime64('{moment.strftime('%Y-%m-%d %H:%M:%S')}', 3, 'UTC')"
@@ -109,7 +116,8 @@ def expand_grafana_macros(sql: str, start: datetime, end: datetime, service: str
                  f"{m.group(1)} <= {literal(end)}", sql)
     sql = re.sub(r"\$__timeInterval\((\w+)\)", r"toStartOfInterval(\1, INTERVAL 60 second)", sql)
     # Grafana's percentencode: every byte but letters, digits and -_.~ as %XX
-    return sql.replace("$__interval_s", "60").replace("${service:percentencode}", quote(service, safe=""))
+    return (sql.replace("$__interval_s", "60").replace("${service:percentencode}", quote(service, safe=""))
+            .replace("${source:percentencode}", quote(source, safe="")))
 
 
 HOSTILE_SERVICES = ("x' OR 1=1 --", "x\\' OR 1=1 --", "payment') OR ('1'='1", "%27%20OR%201", "결제 '\\\n")
@@ -157,3 +165,23 @@ def test_injected_sql_in_the_parameters_is_refused_or_harmless(seeded, tokens):
     ok = client.get("/api/panels/eps", params={**base, "service": "auth"})
     assert ok.status_code == 200 and ok.json()["rows"]
     assert store.scalar("SELECT count() FROM dash_panels.fact_log") > 0
+
+
+def test_the_source_filter_narrows_the_panels_to_one_source(seeded):
+    store, now = seeded
+    by_id = {p.id: p for p in PANELS}
+    window = PanelRange(int((now - 3600) * 1000), int((now + 120) * 1000), source="syslog")
+    _, rows = _run(store, by_id["eps"], window)
+    assert sorted({series for _, series, _ in rows}) == ["kernel", "payment", "total"]
+    assert sum(value * 60 for _, series, value in rows if series == "total") == 3
+    _, hosts = _run(store, by_id["system_hosts"], window)
+    assert hosts == [("db-1", "ERROR", 1), ("db-1", "WARN", 1), ("web-2", "ERROR", 1)]
+    assert _run(store, by_id["status_codes"], window)[1] == []  # syslog carries no requests
+    _, everything = _run(store, by_id["sources"], PanelRange(window.start_ms, window.end_ms))
+    assert {series for _, series, _ in everything} == {"http", "syslog"}
+    sql = grafana_sql(by_id["eps"], store.database)
+    start, end = datetime.fromtimestamp(now - 3600, UTC), datetime.fromtimestamp(now + 120, UTC)
+    grafana = store.query_rows(expand_grafana_macros(sql, start, end, source="syslog"))[1]
+    assert sorted({series for _, series, _ in grafana}) == ["kernel", "payment", "total"]
+    with pytest.raises(ValueError, match="source"):
+        PanelRange(window.start_ms, window.end_ms, source="x' OR 1=1")

@@ -69,7 +69,7 @@ def test_nothing_published_answers_without_credentials():
     services = _interpolated()["services"]
     published = {name: [port.split(":")[0] for port in service.get("ports", [])] for name, service in services.items()}
     assert {name: ports for name, ports in published.items() if ports} == {
-        "gateway": ["8000"], "grafana": ["3000"], "kafka-ui": ["8080"]}
+        "gateway": ["8000", "4318"], "grafana": ["3000"], "kafka-ui": ["8080"]}
     gateway = COMPOSE["x-logpipe-env"]
     for role in ("INGEST", "READ", "ADMIN"):
         assert gateway[f"LOGPIPE_{role}_TOKEN"].startswith(f"${{LOGPIPE_{role}_TOKEN:?")
@@ -158,7 +158,7 @@ def test_the_ports_and_volumes_in_the_deployment_guide_match_compose():
     host_mounts = sorted((name, v.split(":")[0], v.split(":")[1]) for name, s in services.items()
                          for v in s.get("volumes", []) if v.startswith("/data"))
     assert documented == host_mounts
-    assert "ufw allow 3000,8000,8080/tcp" in guide
+    assert "ufw allow 3000,4318,8000,8080/tcp" in guide
 
 
 def test_clickhouse_init_sql_is_the_schema_the_application_applies(tmp_path):
@@ -180,7 +180,8 @@ def test_the_init_sql_runs_on_clickhouse(store):
         if body:
             store.command(body)
     tables = store.query_rows(f"SELECT name FROM system.tables WHERE database = '{store.database}' ORDER BY name")[1]
-    assert [t for (t,) in tables] == ["alerts", "dead_letter", "fact_log", "fact_log_1m", "fact_log_1m_mv"]
+    assert [t for (t,) in tables] == ["alerts", "dead_letter", "fact_log", "fact_log_1m",
+                                        "fact_log_1m_source_mv"]
 
 
 def test_grafana_provisioning_is_mounted_and_refers_to_what_exists():

@@ -30,6 +30,7 @@ def gateway(store_dir):
     tokens = {"ingest": "i-" + uuid.uuid4().hex, "read": "r-" + uuid.uuid4().hex, "admin": "a-" + uuid.uuid4().hex}
     database = f"in_{uuid.uuid4().hex[:8]}"
     settings = Settings(data_dir=store_dir, clickhouse_database=database, sim_enabled=False, watch_enabled=False,
+                        otlp_enabled=False, syslog_enabled=False,
                         flush_interval_s=0.2, max_body_bytes=LIMIT, max_event_bytes=64 << 10, ack_timeout_s=3)
     pipeline = Pipeline(settings)
     with TestClient(create_app(pipeline.services(), TokenRegistry(AuthConfig(tokens=tokens))),

@@ -33,6 +33,7 @@ def gateway(store_dir, tmp_path_factory):
     named = add_to_tokens_file(tokens_file, "checkout", Role.INGEST)
     database = f"sec_{uuid.uuid4().hex[:8]}"
     settings_ = Settings(data_dir=store_dir, clickhouse_database=database, sim_enabled=False, watch_enabled=False,
+                         otlp_enabled=False, syslog_enabled=False,
                          flush_interval_s=0.2)
     pipeline = Pipeline(settings_)
     registry = TokenRegistry(AuthConfig(tokens=tokens, tokens_file=tokens_file))

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logpipe.child_process import stop_with_parent
 from tests.conftest import LOGPIPE
 from tests.kafka_support import wait_for
 
@@ -151,7 +152,8 @@ def test_logpipe_watch_on_its_own_sees_a_second_process_go_down(tmp_path, record
     env = {**lp.client_env(), "LOGPIPE_WATCH_RULES": str(rules), "LOGPIPE_ALERT_WEBHOOK_URL": recorder.url,
            "LOGPIPE_DOCKER_URL": f"unix://{tmp_path}/no-docker.sock", "LOGPIPE_HTTP_PORT": str(free_port())}
     watcher = subprocess.Popen([*LOGPIPE, "watch", "--url", lp.base, "--health-url", other.base], env=env,
-                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "wb"))  # noqa: SIM115
+                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "wb"),  # noqa: SIM115
+                               preexec_fn=stop_with_parent)
     try:
         time.sleep(4)
         assert recorder.calls == []  # all healthy

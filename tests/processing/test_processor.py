@@ -34,7 +34,8 @@ def _normalize_calls() -> float:
 @pytest.fixture
 def paused(store_dir) -> Iterator[Pipeline]:
     """An embedded pipeline whose processor takes nothing until resumed, so requests queue up."""
-    settings = Settings(data_dir=store_dir, clickhouse_database=f"co_{uuid.uuid4().hex[:8]}", sim_enabled=False)
+    settings = Settings(data_dir=store_dir, clickhouse_database=f"co_{uuid.uuid4().hex[:8]}", sim_enabled=False,
+                        otlp_enabled=False, syslog_enabled=False)
     pipeline = Pipeline(settings)
     pipeline.start()
     pipeline.processor.pause()

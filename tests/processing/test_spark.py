@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logpipe.child_process import stop_with_parent
 from logpipe.events import Provenance
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.kafka_processor import KafkaProcessor
@@ -202,13 +203,15 @@ def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(
         except httpx.HTTPError:
             return (0, 0)
 
-    driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log)
+    driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log,
+                              preexec_fn=stop_with_parent)
     try:
         assert wait_for(lambda: count()[0] > 0, 180), (tmp_path / "spark.log").read_text()[-3000:]
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
         time.sleep(2)  # the JVM exits when its Python driver is gone
-        driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log)
+        driver = subprocess.Popen([*LOGPIPE, "spark", "--source", "python"], env=env, stdout=log, stderr=log,
+                                  preexec_fn=stop_with_parent)
         assert wait_for(lambda: count()[0] >= produced, 240), (count(), (tmp_path / "spark.log").read_text()[-3000:])
         assert count() == (produced, produced)
         def gauge(name: str) -> float:

@@ -9,11 +9,12 @@ import time
 import uuid
 
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
+from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics, topics_for
 from logpipe.transport.topics import dlq_topic, topic_names
 from tests.conftest import LOGPIPE
 from tests.kafka_support import (
@@ -25,6 +26,12 @@ from tests.kafka_support import (
     start_processor,
     wait_for,
 )
+
+
+def test_topics_are_whole_names_whatever_services_share_a_batch():
+    table = pa.table({"service": ["auth", "auth", "nobody", "auth"],
+                      "kind": ["access", "app_error", "access", "system"]})
+    assert topics_for(table, "logs.").tolist() == ["logs.auth", "logs.error", "logs.other", "logs.system"]
 
 
 def _query(data_dir, sql: str) -> list:
@@ -208,4 +215,32 @@ def test_frozen_broker_gets_503_or_2xx_never_a_hang_and_acked_events_land_once(k
 
     assert wait_for(lambda: all(stored().get(r) == (50, 50) for r in acked), 90), (acked, stored())
     assert all(count == unique for count, unique in stored().values())
+    assert lp.stop() == 0
+
+
+def test_a_source_keeps_its_name_topic_and_reasons_through_kafka(kafka_broker, logpipe_factory):
+    """Syslog over TCP to `logpipe up` in Kafka mode: rows land on logs.system with source syslog, and a
+    message syslog could not read is a dead letter with syslog's reason, not a row."""
+    import socket
+
+    config, env = kafka_test_config(kafka_broker)
+    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", **env)
+    app = f"kfk{uuid.uuid4().hex[:6]}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = [f"<11>1 {stamp} web-7 {app} 42 ID1 - disk {i} failing".encode() for i in range(3)]
+    lines.insert(1, f"not syslog at all {app}".encode())
+    with socket.create_connection(("127.0.0.1", lp.syslog_port), timeout=10) as connection:
+        connection.sendall(b"\n".join(lines) + b"\n")
+
+    def facts():
+        return lp.query(f"SELECT source, kind, level, host, topic, count() FROM analytics.fact_log "
+                        f"WHERE service = '{app}' GROUP BY source, kind, level, host, topic")
+
+    assert wait_for(lambda: facts() == [["syslog", "system", "ERROR", "web-7", config.topic_prefix + "system", 3]],
+                    60), facts()
+    assert lp.query(f"SELECT DISTINCT attributes['procid'], attributes['msgid'] FROM analytics.fact_log "
+                    f"WHERE service = '{app}'") == [["42", "ID1"]]
+    refused = f"SELECT source, reason FROM analytics.dead_letter WHERE raw = 'not syslog at all {app}'"
+    assert wait_for(lambda: lp.query(refused) == [["syslog", "syslog: not a syslog message (no <PRI> at its start)"]],
+                    30)
     assert lp.stop() == 0

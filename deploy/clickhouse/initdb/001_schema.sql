@@ -6,15 +6,12 @@ CREATE DATABASE IF NOT EXISTS analytics;
 -- 010_fact_log.sql
 -- One row per service log event. Columns mirror logpipe.events.FACT_FIELDS (a test proves it).
 -- ORDER BY (service, ts): every dashboard panel filters on a time range and most on a service.
--- merge_selector_base = 64 (default 5): fewer, wider background merges, for more parts per partition.
--- Inserting 250,000 rows/s, merges rewrote each row 2.1 times in the first minute with 5 and once
--- with 16, about 0.5 us less engine CPU per row (the insert itself costs about 1 us); 64 took another
--- 0.35 us off (embedded-max, three interleaved 60 s pairs: 359-362k against 340-352k events/s). The
--- selector lowers its base as parts pile up, so a steady stream of inserts stays at tens of parts.
+-- merge_selector_base = 64 (default 5): fewer, wider background merges, so merges rewrite each row
+-- fewer times while inserts come in fast (the measurements: bench/results/history). The selector
+-- lowers its base as parts pile up, so a steady stream of inserts stays at tens of parts.
 -- min_bytes_for_wide_part = 128 MiB (default 10 MiB): a batch of 100,000 rows (16 MiB) is written as
 -- one compact part of a few files, not two files per column; parts merged past 128 MiB are wide.
--- Raw inserts of 200,000-row batches: 1.00-1.09M rows/s wide, 1.07-1.10M compact, peak RSS of
--- embedded-max 30-40 MB lower (fewer column writers); compact parts are about 15% larger until merged.
+-- Compact parts are larger until merged.
 CREATE TABLE IF NOT EXISTS analytics.fact_log
 (
     event_id    String CODEC(ZSTD(1)),
@@ -72,12 +69,13 @@ TTL toDateTime(ingest_ts) + INTERVAL 30 DAY
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
 -- 030_fact_log_1m.sql
--- Per-minute rollup per service and endpoint, so panels over a day read thousands of rows, not millions.
+-- Per-minute rollup per service, endpoint and source, so panels over a day read thousands of rows, not millions.
 CREATE TABLE IF NOT EXISTS analytics.fact_log_1m
 (
     minute      DateTime('UTC'),
     service     LowCardinality(String),
     endpoint    LowCardinality(String),
+    source      LowCardinality(String),
     events      SimpleAggregateFunction(sum, UInt64),
     requests    SimpleAggregateFunction(sum, UInt64),
     errors_4xx  SimpleAggregateFunction(sum, UInt64),
@@ -90,16 +88,27 @@ CREATE TABLE IF NOT EXISTS analytics.fact_log_1m
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toDate(minute)
-ORDER BY (service, endpoint, minute)
+ORDER BY (service, endpoint, minute, source)
 TTL minute + INTERVAL 30 DAY
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
--- 031_fact_log_1m_mv.sql
-CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_1m_mv TO analytics.fact_log_1m AS
+-- 031_fact_log_1m_source.sql
+-- Rollups created before the source column take it here, in the sorting key too: ClickHouse adds a
+-- column to the key only in the ALTER that adds the column. Rows rolled up before it have source ''.
+ALTER TABLE analytics.fact_log_1m ADD COLUMN IF NOT EXISTS source LowCardinality(String) AFTER endpoint,
+    MODIFY ORDER BY (service, endpoint, minute, source);
+
+-- 032_fact_log_1m_mv_retired.sql
+-- The view that rolled up without the source; its successor is fact_log_1m_source_mv.
+DROP VIEW IF EXISTS analytics.fact_log_1m_mv;
+
+-- 033_fact_log_1m_source_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_1m_source_mv TO analytics.fact_log_1m AS
 SELECT
     toStartOfMinute(ts) AS minute,
     service,
     endpoint,
+    source,
     count() AS events,
     countIf(kind = 'request') AS requests,
     countIf(status >= 400 AND status < 500) AS errors_4xx,
@@ -110,7 +119,7 @@ SELECT
     maxIf(latency_ms, kind = 'request') AS latency_max,
     quantilesTDigestIfState(0.5, 0.95, 0.99)(latency_ms, toUInt8(kind = 'request')) AS latency_q
 FROM analytics.fact_log
-GROUP BY minute, service, endpoint;
+GROUP BY minute, service, endpoint, source;
 
 -- 040_alerts.sql
 -- Every alert transition of the watchdog: one row when a rule starts firing for a subject, one when it resolves.

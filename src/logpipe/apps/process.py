@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logpipe.auth.tokens import Role, new_token, open_registry
+from logpipe.child_process import stop_with_parent
 from logpipe.config import Settings
 from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
@@ -77,13 +78,6 @@ def run_worker(settings: Settings, port: int) -> int:
     return 0
 
 
-def _stop_with_parent() -> None:
-    """In the child before exec: a worker whose supervisor died (even by SIGKILL) stops gracefully."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
 
 @dataclass
 class Worker:
@@ -139,7 +133,7 @@ class Supervisor:
 
     def _spawn(self, worker: Worker) -> None:
         command = [sys.executable, "-m", "logpipe.cli", "process", "--workers", "1", "--port", str(worker.port)]
-        worker.process = subprocess.Popen(command, env=self.worker_env, preexec_fn=_stop_with_parent)
+        worker.process = subprocess.Popen(command, env=self.worker_env, preexec_fn=stop_with_parent)
         worker.started_at = time.monotonic()
         log.info("worker %d started (pid %d, metrics on port %d)", worker.index, worker.process.pid, worker.port)
 

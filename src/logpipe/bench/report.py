@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from logpipe.bench.scenarios import SCENARIOS
+from logpipe.bench.scenarios import SCENARIOS, SOURCES_GROUP
+from logpipe.child_process import stop_with_parent
 from logpipe.memory import MALLOC_TUNABLES
 
 TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
@@ -50,7 +51,7 @@ def run(names: list[str], duration_s: float, out: Path, console: Console) -> lis
             scenario_tmp.mkdir()
             process = subprocess.Popen([sys.executable, "-m", "logpipe.bench.scenarios", name, str(duration_s)],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env={**os.environ, "TMPDIR": str(scenario_tmp)})
+                                       env={**os.environ, "TMPDIR": str(scenario_tmp)}, preexec_fn=stop_with_parent)
             started = time.monotonic()
             stdout, stderr = wait_reading(process, lambda task=task, started=started: bar.update(
                 task, completed=min(duration_s, time.monotonic() - started)))
@@ -147,4 +148,9 @@ def _inserted_ratio(result: dict[str, Any]) -> float | None:
 
 
 def scenario_names(requested: str) -> list[str]:
-    return list(SCENARIOS) if requested == "all" else [requested]
+    """``all``, ``sources`` (the sources beside the NDJSON path), or names separated by commas."""
+    if requested == "all":
+        return list(SCENARIOS)
+    if requested == "sources":
+        return list(SOURCES_GROUP)
+    return [name.strip() for name in requested.split(",")]

@@ -28,6 +28,7 @@ import pyarrow as pa
 from logpipe import metrics
 from logpipe.auth.tokens import Role, new_token
 from logpipe.bench.resources import ResourceMonitor, Usage, children
+from logpipe.child_process import stop_with_parent
 from logpipe.codec.ndjson import encode_ndjson, encode_ndjson_buffer
 from logpipe.events import Provenance
 from logpipe.memory import configure_allocators
@@ -316,8 +317,10 @@ def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180)
 
     import httpx
 
-    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command], env={**os.environ, **env, **TOKEN_ENV},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = {"LOGPIPE_OTLP_PORT": str(free_port()), "LOGPIPE_SYSLOG_PORT": str(free_port())}
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command],
+                               env={**os.environ, **ports, **env, **TOKEN_ENV},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=stop_with_parent)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -437,7 +440,8 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
         started = time.perf_counter()
         loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
                                      str(seed), str(concurrency), str(rate / clients)],
-                                    stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV})
+                                    stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV},
+                                    preexec_fn=stop_with_parent)
                    for seed in range(clients)]
         for i, loader in enumerate(loaders):
             monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
@@ -483,6 +487,108 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
         result.notes.append(f"bare librdkafka ceilings on the same broker: producer "
                             f"{result.ceilings['produced to Kafka']:,.0f} msg/s, consumer "
                             f"{result.ceilings['consumed']:,.0f} msg/s")
+    return result
+
+
+# sources --------------------------------------------------------------------------------------------
+def _pipeline_stages(before: dict, after: dict, processor: str = "processor") -> list[Stage]:
+    """What the embedded processor normalized and the sink inserted between two scrapes."""
+    events, received = metrics.sample_name(metrics.EVENTS_SENT, "_total"), \
+        metrics.sample_name(metrics.BYTES_RECEIVED, "_total")
+    return [
+        Stage("normalized", int(_delta(before, after, events, processor)),
+              int(_delta(before, after, received, processor)),
+              _delta(before, after, metrics.sample_name(metrics.NORMALIZE_SECONDS, "_sum"), processor)),
+        Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")),
+              int(_delta(before, after, received, "clickhouse_sink")),
+              _delta(before, after, metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"))]
+
+
+def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, concurrency: int = 4) -> Result:
+    """OTLP/HTTP protobuf (otlp-ingest) or syslog over TCP (syslog-tcp) from separate load processes
+    against `logpipe up` in its own process, with freshness measured by HTTP markers beside them."""
+    import subprocess
+
+    port, otlp_port, syslog_port = free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix=f"logpipe-bench-{kind}-"),
+           "LOGPIPE_SIM_ENABLED": "false", "LOGPIPE_WATCH_ENABLED": "false",
+           "LOGPIPE_OTLP_PORT": str(otlp_port), "LOGPIPE_SYSLOG_PORT": str(syslog_port)}
+    target = f"http://127.0.0.1:{otlp_port}/v1/logs" if kind == "otlp" else str(syslog_port)
+    result = Result(name, duration_s)
+    monitor = ResourceMonitor()
+    server = _serve("up", env, port)
+    monitor.watch("logpipe up", server.pid)
+    before = _scrape(base)
+    probe = MarkerProbe(base).start()
+    monitor.start()
+    started = time.perf_counter()
+    loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.source_load", kind, target, str(duration_s),
+                                 str(seed), str(concurrency)],
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV},
+                                preexec_fn=stop_with_parent)
+               for seed in range(clients)]
+    for i, loader in enumerate(loaders):
+        monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
+    outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
+    result.duration_s = time.perf_counter() - started
+    after = _scrape(base)
+    result.usage = monitor.stop()
+    time.sleep(2 * MARKER_EVERY_S)
+    result.freshness = probe.stop()
+    server.terminate()
+    server.wait(60)
+    what = "accepted by the OTLP receiver" if kind == "otlp" else "sent to the syslog listener"
+    result.stages = [Stage(what, sum(o["accepted"] for o in outputs), sum(o["bytes"] for o in outputs)),
+                     *_pipeline_stages(before, after)]
+    shape = ("protobuf ExportLogsServiceRequests of 1,000 records" if kind == "otlp"
+             else "RFC 5424 messages over TCP, newline-framed, in blocks of 2,000")
+    result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, {shape}, as fast as taken; "
+                        f"throttled answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
+    return result
+
+
+def file_tail(duration_s: float, lines: int = 3_000_000) -> Result:
+    """An nginx access log of ``lines`` lines, written beside the pipeline and moved into the file
+    source's glob at once, tailed end to end into ClickHouse by `logpipe up`: the rate is its lines
+    over the time from the file's appearance to its last row inserted (at most ``duration_s`` x 5)."""
+    from logpipe.bench.source_load import write_nginx_log
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data_dir = Path(tempfile.mkdtemp(prefix="logpipe-bench-files-"))
+    logs = data_dir / "logs"
+    logs.mkdir()
+    env = {"LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": str(data_dir), "LOGPIPE_SIM_ENABLED": "false",
+           "LOGPIPE_WATCH_ENABLED": "false", "LOGPIPE_OTLP_ENABLED": "false", "LOGPIPE_SYSLOG_ENABLED": "false",
+           "LOGPIPE_FILES": json.dumps([{"include": [str(logs / "*.log")], "parser": "nginx", "name": "bench"}])}
+    staged = data_dir / "access.log.staged"
+    size = write_nginx_log(staged, lines)
+    result = Result("file-tail", duration_s)
+    monitor = ResourceMonitor()
+    server = _serve("up", env, port)
+    monitor.watch("logpipe up", server.pid)
+    before = _scrape(base)
+    inserted = metrics.sample_name(metrics.EVENTS_SENT, "_total")
+    monitor.start()
+    started = time.perf_counter()
+    staged.rename(logs / "access.log")
+    deadline = time.monotonic() + 5 * duration_s
+    after = before
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = _scrape(base)
+        if _delta(before, after, inserted, "clickhouse_sink") >= lines:
+            break
+    result.duration_s = time.perf_counter() - started
+    result.usage = monitor.stop()
+    server.terminate()
+    server.wait(60)
+    errors = _delta(before, after, metrics.sample_name(metrics.EVENTS_ERRORS, "_total"), "file")
+    result.stages = [Stage("read by the file source", int(_delta(before, after, metrics.sample_name(
+        metrics.EVENTS_RECEIVED, "_total"), "file")), size), *_pipeline_stages(before, after)]
+    result.notes.append(f"{lines:,} nginx combined lines ({size / 1e6:,.0f} MB) with $request_time; "
+                        f"dead letters: {errors:,.0f}; freshness not sampled (the file is read as fast as it goes)")
     return result
 
 
@@ -683,7 +789,12 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
     "drain-spark": drain_spark,
+    "file-tail": file_tail,
+    "otlp-ingest": lambda d: source_ingest(d, "otlp-ingest", "otlp"),
+    "syslog-tcp": lambda d: source_ingest(d, "syslog-tcp", "syslog"),
 }
+# the sources beside the NDJSON path, in one run
+SOURCES_GROUP = ("http-ingest", "file-tail", "otlp-ingest", "syslog-tcp")
 
 
 if __name__ == "__main__":

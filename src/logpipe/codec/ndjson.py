@@ -102,8 +102,61 @@ def concatenated_values(lines: pa.Array) -> pa.Buffer:
 
 
 def encode_lines(table: pa.Table) -> list[bytes]:
-    """One JSON document per row, e.g. one Kafka message each."""
-    return encode_ndjson(table).splitlines()
+    """One JSON document per row, e.g. one Kafka message each. An ``attributes`` map column's entries
+    become fields of their own, as a producer would send them (and the processor reads them back)."""
+    lines = encode_ndjson(table).splitlines()
+    if "attributes" not in table.column_names:
+        return lines
+    for i, entries in enumerate(table.column("attributes").to_pylist()):
+        if entries:
+            extra = orjson.dumps({k: v for k, v in entries if k not in WIRE_NAMES})
+            if len(extra) > 2:
+                lines[i] = lines[i][:-1] + b"," + extra[1:]
+    return lines
+
+
+def encode_sparse_lines(table: pa.Table) -> list[bytes]:
+    """One JSON document per row of a source's columns (any subset of the wire fields, of any type the
+    normalizer reads, with nulls), for a transport that carries JSON. A null is left out, as a producer
+    leaves out what it does not know, instead of becoming a zero; a string is escaped exactly, control
+    characters included. ``attributes`` entries become fields of their own where no column has their name."""
+    n = table.num_rows
+    fragments = []
+    for name in table.column_names:
+        if name == "attributes":
+            continue
+        column = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        fragments.append(pc.fill_null(pc.binary_join_element_wise(f',"{name}":', _json_values(column), ""), ""))
+    joined = pc.binary_join_element_wise(*fragments, "") if fragments else pa.array([""] * n, pa.string())
+    lines = [b"{" + line[1:] + b"}" for line in pc.cast(joined, pa.binary()).to_pylist()]
+    if "attributes" in table.column_names:
+        taken = set(table.column_names) | set(WIRE_NAMES)
+        for i, entries in enumerate(table.column("attributes").to_pylist()):
+            if entries:
+                extra = orjson.dumps({k: v for k, v in entries if k not in taken})
+                if len(extra) > 2:
+                    lines[i] = lines[i][:-1] + (b"," if len(lines[i]) > 2 else b"") + extra[1:]
+    return lines
+
+
+def _json_values(column: pa.Array) -> pa.Array:
+    """Each value of ``column`` as JSON text, null where it is null."""
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        return pc.if_else(column.is_valid(), pc.binary_join_element_wise('"', _iso_millis(column), 'Z"', ""), None)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or (
+            pa.types.is_floating(kind) and pc.all(pc.or_kleene(pc.is_finite(column), pc.is_null(column))).as_py()
+            is not False):
+        return pc.cast(column, pa.string())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        column = pc.cast(column, pa.string())
+        plain = pc.invert(pc.match_substring_regex(pc.fill_null(column, ""), r'[\\"\x00-\x1f\x7f]'))
+        if pc.all(plain).as_py():
+            return pc.binary_join_element_wise('"', column, '"', "")
+    return pa.array([None if v is None else orjson.dumps(v, default=str).decode() for v in column.to_pylist()],
+                    pa.string())
 
 
 STRING_FIELDS = tuple(f.name for f in WIRE_FIELDS if f.wire is Wire.STRING)

@@ -40,6 +40,21 @@ def _panel(panel: Panel, index: int, x: int, y: int, database: str) -> dict[str,
     }
 
 
+def _variable(name: str, label: str, query: str, database: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": queries.in_database(query, database),
+        "includeAll": True,
+        "allValue": GRAFANA_ALL,
+        "multi": False,
+        "refresh": 2,
+        "current": {"selected": True, "text": "All", "value": "$__all"},
+    }
+
+
 def dashboard(database: str = "analytics") -> dict[str, Any]:
     panels, x, y = [], 0, 0
     for index, panel in enumerate(SQL_PANELS):
@@ -57,18 +72,8 @@ def dashboard(database: str = "analytics") -> dict[str, Any]:
         "editable": True,
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {"list": [{
-            "name": "service",
-            "label": "Service",
-            "type": "query",
-            "datasource": DATASOURCE,
-            "query": queries.in_database(queries.SERVICES_ALL_TIME, database),
-            "includeAll": True,
-            "allValue": GRAFANA_ALL,
-            "multi": False,
-            "refresh": 2,
-            "current": {"selected": True, "text": "All", "value": "$__all"},
-        }]},
+        "templating": {"list": [_variable("service", "Service", queries.SERVICES_ALL_TIME, database),
+                                _variable("source", "Source", queries.SOURCES_ALL_TIME, database)]},
         "panels": panels,
     }
 

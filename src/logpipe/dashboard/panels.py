@@ -1,7 +1,8 @@
 """The dashboard's panels, defined once: a title, a ClickHouse query with named parameters, a chart.
 
 The built-in dashboard runs these queries with bound parameters (``{from:DateTime64(3)}``,
-``{to:DateTime64(3)}``, ``{bucket:UInt32}`` seconds, ``{service:String}``, empty for all); the
+``{to:DateTime64(3)}``, ``{bucket:UInt32}`` seconds, ``{service:String}`` and ``{source:String}``,
+each empty for all); the
 Grafana export rewrites the same text into Grafana's macros (``grafana_sql``). Queries read the
 per-minute rollup ``fact_log_1m`` wherever minute resolution suffices.
 
@@ -17,12 +18,21 @@ from dataclasses import dataclass
 TIME_FILTER = re.compile(r"(\w+) >= \{from:DateTime64\(3\)\} AND \1 < \{to:DateTime64\(3\)\}")
 BUCKET = re.compile(r"toStartOfInterval\((\w+), INTERVAL \{bucket:UInt32\} SECOND\)")
 SERVICE_FILTER = "({service:String} = '' OR service = {service:String})"
-ANY_SERVICE_FILTER = re.compile(r"\(\{service:String\} = '' OR (\w+) = \{service:String\}\)")
+SOURCE_FILTER = "({source:String} = '' OR source = {source:String})"
+FILTERS = ("service", "source")  # the dashboard's variables, each a String parameter, empty for all
 GRAFANA_ALL = "__all"
-# The service variable inside a ClickHouse string literal: percent-encoded by Grafana, so the literal
-# holds nothing but letters, digits, "-._~" and %XX (no quote or backslash can end it), decoded by
-# ClickHouse. Grafana's sqlstring format doubles quotes only, and ClickHouse also reads \' as a quote.
-GRAFANA_SERVICE = "decodeURLComponent('${service:percentencode}')"
+
+
+def _any_filter(variable: str) -> re.Pattern[str]:
+    return re.compile(rf"\(\{{{variable}:String\}} = '' OR (\w+) = \{{{variable}:String\}}\)")
+
+
+def grafana_variable(variable: str) -> str:
+    """A variable inside a ClickHouse string literal: percent-encoded by Grafana, so the literal holds
+    nothing but letters, digits, "-._~" and %XX (no quote or backslash can end it), decoded by
+    ClickHouse. Grafana's sqlstring format doubles quotes only, and ClickHouse also reads \\' as a quote."""
+    return f"decodeURLComponent('${{{variable}:percentencode}}')"
+
 
 
 @dataclass(frozen=True)
@@ -40,13 +50,14 @@ class Panel:
 def _rollup(select: str, where: str = "", group: str = "t, series", order: str = "t, series") -> str:
     extra = f" AND {where}" if where else ""
     return (f"SELECT {select} FROM {{db}}.fact_log_1m "
-            f"WHERE minute >= {{from:DateTime64(3)}} AND minute < {{to:DateTime64(3)}} AND {SERVICE_FILTER}{extra} "
+            f"WHERE minute >= {{from:DateTime64(3)}} AND minute < {{to:DateTime64(3)}} AND {SERVICE_FILTER} "
+            f"AND {SOURCE_FILTER}{extra} "
             f"GROUP BY {group} ORDER BY {order}")
 
 
 BUCKET_MINUTE = "toStartOfInterval(minute, INTERVAL {bucket:UInt32} SECOND)"
 BUCKET_TS = "toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND)"
-FACTS_IN_RANGE = f"ts >= {{from:DateTime64(3)}} AND ts < {{to:DateTime64(3)}} AND {SERVICE_FILTER}"
+FACTS_IN_RANGE = f"ts >= {{from:DateTime64(3)}} AND ts < {{to:DateTime64(3)}} AND {SERVICE_FILTER} AND {SOURCE_FILTER}"
 
 PANELS: tuple[Panel, ...] = (
     Panel("eps", "Events per second", "timeseries", _rollup(
@@ -54,6 +65,16 @@ PANELS: tuple[Panel, ...] = (
         group="t", order="t")
         + " UNION ALL " + _rollup(f"{BUCKET_MINUTE} AS t, service AS series, sum(events) / {{bucket:UInt32}} AS value"),
         unit="ev/s", description="All events and per service, by event time.", width=2),
+    Panel("sources", "Events per second per source", "timeseries", _rollup(
+        f"{BUCKET_MINUTE} AS t, if(source = '', 'unrecorded', source) AS series, "
+        "sum(events) / {bucket:UInt32} AS value"),
+        unit="ev/s", description=(
+            "By the source that read them: http, simulator, otlp, syslog, file, kafka ('unrecorded': rolled "
+            "up before the rollup kept the source)")),
+    Panel("system_hosts", "System logs by host and severity", "bar",
+          "SELECT host AS label, level AS series, count() AS value FROM {db}.fact_log "
+          f"WHERE {FACTS_IN_RANGE} AND kind = 'system' GROUP BY label, series ORDER BY label, series LIMIT 200",
+          unit="logs", description="Syslog's messages (kind system) over the range, per host and level."),
     Panel("error_rate", "Error rate per service", "timeseries", _rollup(
         f"{BUCKET_MINUTE} AS t, concat(service, ' 5xx') AS series, "
         "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS value")
@@ -77,13 +98,13 @@ PANELS: tuple[Panel, ...] = (
           "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
           "substring(reason, 1, position(concat(reason, ' ('), ' (') - 1) AS series, count() AS value "
           "FROM {db}.dead_letter WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
-          "GROUP BY t, series ORDER BY t, series", unit="records",
+          f"AND {SOURCE_FILTER} GROUP BY t, series ORDER BY t, series", unit="records",
           description="By reason (the part before the offending value)."),
     Panel("latency", "Latency p50 / p95 / p99", "timeseries",
           "SELECT t, concat(service, ' p', q) AS series, round(toFloat64(value), 1) AS value FROM ("
           + _rollup(f"{BUCKET_MINUTE} AS t, service, "
                     "quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q) AS qs",
-                    group="t, service", order="t, service")
+                    where="requests > 0", group="t, service", order="t, service")
           + ") ARRAY JOIN qs AS value, ['50', '95', '99'] AS q ORDER BY t, series",
           unit="ms", description="Request latency quantiles per service (t-digest per minute).", width=2),
     Panel("slow_endpoints", "Slowest endpoints (p99)", "table", _rollup(
@@ -102,12 +123,12 @@ PANELS: tuple[Panel, ...] = (
           "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, 'inserted ev/s' AS series, "
           "count() / {bucket:UInt32} AS value FROM {db}.fact_log "
           "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
-          f"AND {SERVICE_FILTER} GROUP BY t "
+          f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} GROUP BY t "
           "UNION ALL SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
           "'freshness p99 (s)' AS series, "
           "round(quantile(0.99)(dateDiff('millisecond', ts, ingest_ts)) / 1000, 3) AS value FROM {db}.fact_log "
           "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
-          f"AND {SERVICE_FILTER} GROUP BY t ORDER BY t, series",
+          f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} GROUP BY t ORDER BY t, series",
           description="Rows inserted by ingest time, and event time to insert (p99).", width=2),
     Panel("pipeline_live", "Ingested vs inserted, queue and Kafka lag (live)", "timeseries", "",
           description="The gateway's own counters, sampled every 2 s (the last hour; not in Grafana, which "
@@ -124,12 +145,14 @@ SQL_PANELS = tuple(panel for panel in PANELS if panel.source == "sql")
 
 
 def grafana_sql(panel: Panel, database: str) -> str:
-    """The panel's query in Grafana's dialect: $__timeFilter, $__timeInterval and a ${service} variable."""
+    """The panel's query in Grafana's dialect: $__timeFilter, $__timeInterval and the ${service} and
+    ${source} variables."""
     sql = panel.sql.replace("{db}", database)
     sql = TIME_FILTER.sub(r"$__timeFilter(\1)", sql)
     sql = BUCKET.sub(r"$__timeInterval(\1)", sql)
-    sql = ANY_SERVICE_FILTER.sub(lambda m: f"({GRAFANA_SERVICE} = '{GRAFANA_ALL}' OR {m.group(1)} = {GRAFANA_SERVICE})",
-                                 sql)
+    for variable in FILTERS:
+        value = grafana_variable(variable)
+        sql = _any_filter(variable).sub(lambda m, v=value: f"({v} = '{GRAFANA_ALL}' OR {m.group(1)} = {v})", sql)
     sql = sql.replace("{bucket:UInt32}", "$__interval_s")
     leftover = re.search(r"(?<!\$)\{\w+:[^}]+\}", sql)  # a named parameter left; ${var:format} is Grafana's
     if leftover:
@@ -144,6 +167,7 @@ class PanelRange:
     start_ms: int
     end_ms: int
     service: str = ""
+    source: str = ""
 
     MAX_POINTS = 240
 
@@ -152,8 +176,9 @@ class PanelRange:
             raise ValueError("from must be before to (epoch milliseconds)")
         if self.end_ms - self.start_ms > 400 * 86_400_000:
             raise ValueError("range longer than 400 days")
-        if not SERVICE_NAME.fullmatch(self.service):
-            raise ValueError("service: letters, digits, '.', '_' and '-' only (at most 64)")
+        for variable in FILTERS:
+            if not SERVICE_NAME.fullmatch(getattr(self, variable)):
+                raise ValueError(f"{variable}: letters, digits, '.', '_' and '-' only (at most 64)")
 
     @property
     def bucket_s(self) -> int:
@@ -166,7 +191,7 @@ class PanelRange:
 
         return {"from": datetime.fromtimestamp(self.start_ms / 1000, UTC),
                 "to": datetime.fromtimestamp(self.end_ms / 1000, UTC),
-                "bucket": self.bucket_s, "service": self.service}
+                "bucket": self.bucket_s, "service": self.service, "source": self.source}
 
 
 SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{0,64}")

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from logpipe import metrics
 from logpipe.monitor.rules import Rule
 from logpipe.warehouse import queries
+from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.errors import StoreError
 
 UP_STATES = frozenset({"up"})
@@ -25,7 +26,7 @@ UP_STATES = frozenset({"up"})
 
 @dataclass
 class Observer:
-    store: Any  # Store or RemoteStore; None where no store is reachable
+    store: Warehouse | None  # None where no store is reachable
     health: Callable[[], dict[str, Any]]
     metrics_text: Callable[[], str]
     counters: dict[str, float] = field(default_factory=dict)  # last totals, for `failures`

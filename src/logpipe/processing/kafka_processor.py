@@ -49,7 +49,7 @@ from logpipe.processing.contract import Sink, Sinks, write_batch
 from logpipe.processing.normalize import normalize_messages, unreadable_messages
 from logpipe.processing.sinks import DeadLetterTopicSink
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
-from logpipe.transport.topics import SENDER_HEADER, dlq_topic, subscription_pattern
+from logpipe.transport.topics import REFUSED_HEADER, SENDER_HEADER, SOURCE_HEADER, dlq_topic, subscription_pattern
 from logpipe.warehouse import queries
 from logpipe.warehouse.base import Warehouse
 
@@ -68,14 +68,14 @@ class Polled:
     topics: list[str] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
-    senders: list[str] | None = None  # kept once some message names its sender (a header)
+    headers: list[list[tuple[str, bytes]] | None] | None = None  # kept once some message has headers
 
     def add(self, messages: list) -> None:
         headers = list(map(Message.headers, messages))  # None for a message without: 30 ns each
-        if self.senders is not None or any(headers):
-            if self.senders is None:
-                self.senders = [""] * len(self.offsets)
-            self.senders += map(_sender, headers)
+        if self.headers is not None or any(headers):
+            if self.headers is None:
+                self.headers = [None] * len(self.offsets)
+            self.headers += headers
         self.values += map(Message.value, messages)  # unbound methods: no attribute lookup per message
         self.topics += map(Message.topic, messages)
         self.partitions += map(Message.partition, messages)
@@ -84,12 +84,25 @@ class Polled:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def named(self, header: str, default: str = "") -> list[str] | None:
+        """Each message's value of ``header`` (``default`` where it has none); None when no message has
+        headers."""
+        if self.headers is None:
+            return None
+        return [_header(headers, header, default) for headers in self.headers]
 
-def _sender(headers: list[tuple[str, bytes]] | None) -> str:
+    def refusals(self) -> dict[int, str] | None:
+        """The reason of each message its source could not read, by position."""
+        if self.headers is None:
+            return None
+        return {i: reason for i, headers in enumerate(self.headers) if (reason := _header(headers, REFUSED_HEADER))}
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str, default: str = "") -> str:
     for key, value in headers or ():
-        if key == SENDER_HEADER and value:
+        if key == name and value:
             return value.decode("utf-8", "replace")
-    return ""
+    return default
 
 
 @dataclass
@@ -291,8 +304,10 @@ class KafkaProcessor:
             np.array(polled.offsets)
         try:
             with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
-                normalized = normalize_messages(topics, partitions, offsets, polled.values, senders=polled.senders,
-                                                rules=self.config.rules)
+                normalized = normalize_messages(topics, partitions, offsets, polled.values,
+                                                senders=polled.named(SENDER_HEADER), rules=self.config.rules,
+                                                sources=polled.named(SOURCE_HEADER, "kafka"),
+                                                refusals=polled.refusals())
         except Exception as exc:
             self.exceptions += 1
             metrics.PROCESSOR_EXCEPTIONS.inc()

@@ -29,9 +29,9 @@ from logpipe.events import DEAD_LETTER_SCHEMA, FACT_SCHEMA
 from logpipe.processing.committer import Committer, record_freshness
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.contract import Refused, SinkError, Sinks, write_batch
-from logpipe.processing.normalize import dead_letter_table, normalize_ndjson
+from logpipe.processing.normalize import dead_letter_table, joined_records, normalize_ndjson, normalize_records
 from logpipe.transport.channel import Channel, Envelope
-from logpipe.transport.intake import IngestResult
+from logpipe.transport.intake import IngestResult, Records
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_REPORTED = 100
@@ -203,17 +203,19 @@ class Processor:
         join (Kafka offsets, another source or sender), that one."""
         if first.provenance.offsets is not None or first.token is not None:
             return [first], None
-        parts, events, size = [first], first.events, len(first.payload)
+        parts, events, size = [first], first.events, first.size
+        columns = isinstance(first.payload, Records)
         while events < self.config.batch_max_rows and size < self.config.batch_max_bytes:
             following = self.channel.get(timeout=0)
             if following is None:
                 break
             if (following.provenance.offsets is not None or following.provenance.source != first.provenance.source
-                    or following.provenance.sender != first.provenance.sender or following.token is not None):
+                    or following.provenance.sender != first.provenance.sender or following.token is not None
+                    or isinstance(following.payload, Records) != columns):
                 return parts, following
             parts.append(following)
             events += following.events
-            size += len(following.payload)
+            size += following.size
         return parts, None
 
     def _due(self) -> bool:
@@ -282,11 +284,17 @@ class Processor:
         provenance = parts[0].provenance
         events = sum(part.events for part in parts)
         metrics.EVENTS_RECEIVED.labels(component="processor").inc(events)
-        metrics.BYTES_RECEIVED.labels(component="processor").inc(sum(len(part.payload) for part in parts))
-        payload = parts[0].payload if len(parts) == 1 else _joined_lines([part.payload for part in parts])
+        metrics.BYTES_RECEIVED.labels(component="processor").inc(sum(part.size for part in parts))
+        if isinstance(parts[0].payload, Records):
+            payload = parts[0].payload if len(parts) == 1 else joined_records([part.payload for part in parts])
+        else:
+            payload = parts[0].payload if len(parts) == 1 else _joined_lines([part.payload for part in parts])
         try:
             with metrics.NORMALIZE_SECONDS.labels(component="processor").time():
-                normalized = normalize_ndjson(payload, provenance, rules=self.config.rules)
+                if isinstance(payload, Records):
+                    normalized = normalize_records(payload, provenance, rules=self.config.rules)
+                else:
+                    normalized = normalize_ndjson(payload, provenance, rules=self.config.rules)
         except Exception as exc:  # a defect: the payload is kept as a dead letter, its senders told it failed
             self._normalization_failed(parts, payload, exc)
             return
@@ -303,14 +311,16 @@ class Processor:
         senders = _results_per_part(parts, dead_records, records)
         self.pending.add(facts, dead, _Normalized(facts.num_rows, normalized.fact_positions, senders))
 
-    def _normalization_failed(self, parts: list[Envelope], payload: bytes | pa.Buffer, exc: Exception) -> None:
+    def _normalization_failed(self, parts: list[Envelope], payload: bytes | pa.Buffer | Records,
+                              exc: Exception) -> None:
         """Nothing is claimed: every sender waiting for these payloads gets the error (HTTP 5xx), and the
         payload is kept whole as one dead letter, so a defect loses nothing."""
         self.exceptions += 1
         metrics.PROCESSOR_EXCEPTIONS.inc()
         self.last_error = f"processor: {exc!r}"
         log.exception("normalization failed")
-        record = BadRecord(0, bytes(payload).decode("utf-8", "replace"), f"processor error: {exc!r}")
+        text = payload.text() if isinstance(payload, Records) else bytes(payload).decode("utf-8", "replace")
+        record = BadRecord(0, text, f"processor error: {exc!r}")
         failure = RuntimeError(f"the batch could not be processed ({exc!r}); nothing of it was stored as facts")
         for part in parts:
             if part.ack is not None and not part.ack.done():

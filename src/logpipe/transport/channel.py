@@ -15,18 +15,23 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from logpipe.events import Provenance
-from logpipe.transport.intake import IngestResult
+from logpipe.transport.intake import IngestResult, Records
 
 
 @dataclass
 class Envelope:
-    """One NDJSON payload and who waits for it to become durable."""
+    """One payload of events and who waits for it to become durable."""
 
-    payload: bytes | pa.Buffer  # NDJSON; the in-process simulator's stays in its Arrow buffer
+    payload: bytes | pa.Buffer | Records  # NDJSON (the in-process simulator's stays in its Arrow buffer), or columns
     events: int
     provenance: Provenance
     ack: Future[IngestResult] | None = None
     token: str | None = None  # an idempotent request's insert token: it is written on its own with it
+
+    @property
+    def size(self) -> int:
+        """Bytes the payload holds, as the channel's byte bound counts them."""
+        return self.payload.nbytes if isinstance(self.payload, Records) else len(self.payload)
 
 
 class ChannelFull(Exception):
@@ -60,7 +65,7 @@ class Channel:
         if self._events == 0:
             return True
         return (self._events + envelope.events <= self.max_events
-                and self._bytes + len(envelope.payload) <= self.max_bytes)
+                and self._bytes + envelope.size <= self.max_bytes)
 
     def put(self, envelope: Envelope, timeout: float | None = None) -> None:
         """Block until there is room (backpressure); ``timeout=0`` raises ChannelFull at once."""
@@ -77,7 +82,7 @@ class Channel:
                 raise ChannelClosed
             self._items.append(envelope)
             self._events += envelope.events
-            self._bytes += len(envelope.payload)
+            self._bytes += envelope.size
             self._cond.notify_all()
 
     def get(self, timeout: float) -> Envelope | None:
@@ -88,7 +93,7 @@ class Channel:
                 return None
             envelope = self._items.popleft()
             self._events -= envelope.events
-            self._bytes -= len(envelope.payload)
+            self._bytes -= envelope.size
             self._cond.notify_all()
             return envelope
 

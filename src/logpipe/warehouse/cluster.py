@@ -17,6 +17,8 @@ from logpipe.warehouse.store import schema_statements
 
 TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\n")
 ALTER = re.compile(r"ALTER TABLE (\w+)\.(\w+) ")
+DROP_VIEW = re.compile(r"DROP VIEW IF EXISTS (\w+)\.(\w+)$")
+KEY = re.compile(r",\s*MODIFY ORDER BY \([^)]*\)")  # a Distributed table has no sorting key
 VIEW = re.compile(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS")
 ENGINE = re.compile(r"ENGINE = (\w*)MergeTree\b")
 SHARDING_KEYS = {"fact_log": "cityHash64(event_id)"}
@@ -47,7 +49,11 @@ def cluster_statements(database: str, retention_days: int, cluster: str) -> list
             db, base = alter.groups()
             out.append((name, ALTER.sub(f"ALTER TABLE {db}.{base}_local ON CLUSTER '{cluster}' ", sql, count=1)))
             out.append((name.replace(".sql", "_distributed.sql"),
-                        ALTER.sub(f"ALTER TABLE {db}.{base} ON CLUSTER '{cluster}' ", sql, count=1)))
+                        KEY.sub("", ALTER.sub(f"ALTER TABLE {db}.{base} ON CLUSTER '{cluster}' ", sql, count=1))))
+            continue
+        dropped = DROP_VIEW.search(sql)
+        if dropped:
+            out.append((name, f"{sql} ON CLUSTER '{cluster}'"))
             continue
         view = VIEW.search(sql)
         if view:

@@ -25,6 +25,9 @@ MAX_INSERTED_OFFSET = ("SELECT maxOrNull(offset) FROM {db}.fact_log "
 # The dashboard's service menu, and the Grafana dashboard's service variable.
 SERVICES = "SELECT DISTINCT service FROM {db}.fact_log_1m WHERE minute > now() - INTERVAL 1 DAY ORDER BY service"
 SERVICES_ALL_TIME = "SELECT DISTINCT service FROM {db}.fact_log_1m ORDER BY service"
+SOURCES = ("SELECT DISTINCT source FROM {db}.fact_log_1m WHERE minute > now() - INTERVAL 1 DAY AND source != '' "
+           "ORDER BY source")
+SOURCES_ALL_TIME = "SELECT DISTINCT source FROM {db}.fact_log_1m WHERE source != '' ORDER BY source"
 
 # The alerts firing now (`logpipe alerts`).
 ACTIVE_ALERTS = (

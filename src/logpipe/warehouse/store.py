@@ -113,8 +113,12 @@ class Store:
         self.database = config.database
         self._writer = _Connection(self._connect())
         # Reads go through their own session, readonly=1 for good: a per-query setting would stick to the
-        # embedded engine's session after an error.
+        # embedded engine's session after an error. On the embedded engine they take turns with the writes:
+        # chdb runs reads beside an insert, but a steady stream of small ones then slowed the inserts more
+        # than taking turns did (bench/results/history). User queries do not take turns (the sandbox).
         self._reader = _Connection(self._connect(readonly=True))
+        if config.embedded:
+            self._reader.lock = self._writer.lock
         self._sandbox: queue.Queue[_Connection] | None = None
         self._sandbox_opened: list[_Connection] = []
         self._sandbox_lock = threading.Lock()

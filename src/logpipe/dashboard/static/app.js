@@ -161,7 +161,9 @@ async function refresh() {
   if (state.inflight || !state.panels.length) return;
   state.inflight = true;
   const window = range();
-  const query = new URLSearchParams({ from: String(window.from), to: String(window.to), service: $("service").value });
+  const query = new URLSearchParams({
+    from: String(window.from), to: String(window.to), service: $("service").value, source: $("source").value,
+  });
   try {
     await Promise.all(state.panels.map((panel) => refreshPanel(panel, query, window)));
     setStatus(`updated ${new Date().toLocaleTimeString()}`);
@@ -179,15 +181,19 @@ function schedule() {
   if ($("live").checked && !document.hidden) state.timer = setInterval(refresh, REFRESH_MS);
 }
 
-async function loadServices() {
-  const response = await fetch("/api/services");
+async function loadChoices(url, id) {
+  const response = await fetch(url);
   if (!response.ok) return;
-  const select = $("service");
+  const select = $(id);
   const current = select.value;
   for (const name of await response.json()) {
     if (![...select.options].some((o) => o.value === name)) select.add(new Option(name, name));
   }
   select.value = current;
+}
+
+async function loadFilters() {
+  await Promise.all([loadChoices("/api/services", "service"), loadChoices("/api/sources", "source")]);
 }
 
 async function main() {
@@ -198,11 +204,12 @@ async function main() {
   document.documentElement.dataset.theme = theme();
   state.panels = await (await fetch("/api/panels")).json();
   layout();
-  await loadServices();
+  await loadFilters();
   $("range").addEventListener("change", () => { $("custom").hidden = $("range").value !== "custom"; refresh(); });
   $("from").addEventListener("change", refresh);
   $("to").addEventListener("change", refresh);
   $("service").addEventListener("change", refresh);
+  $("source").addEventListener("change", refresh);
   $("live").addEventListener("change", schedule);
   $("theme").addEventListener("click", () => {
     localStorage.setItem("logpipe-theme", theme() === "dark" ? "light" : "dark");
@@ -210,7 +217,7 @@ async function main() {
   });
   document.addEventListener("visibilitychange", () => { schedule(); if (!document.hidden) refresh(); });
   window.addEventListener("resize", () => { for (const chart of state.charts.values()) chart.resize(); });
-  setInterval(loadServices, 60000);
+  setInterval(loadFilters, 60000);
   await refresh();
   schedule();
 }

@@ -83,6 +83,7 @@ async def panel_data(
     start_ms: Annotated[int | None, Query(alias="from", description="Epoch ms; default an hour ago.")] = None,
     end_ms: Annotated[int | None, Query(alias="to", description="Epoch ms; default now.")] = None,
     service: Annotated[str, Query(description="One service, or empty for all.")] = "",
+    source: Annotated[str, Query(description="One source (http, otlp, syslog, file, ...), or empty for all.")] = "",
 ) -> Response:
     panel = PANELS_BY_ID.get(panel_id)
     if panel is None:
@@ -90,7 +91,7 @@ async def panel_data(
     now_ms = int(time.time() * 1000)
     try:
         window = PanelRange(start_ms if start_ms is not None else now_ms - 3_600_000,
-                            end_ms if end_ms is not None else now_ms, service)
+                            end_ms if end_ms is not None else now_ms, service, source)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if panel.source == "metrics":
@@ -116,4 +117,10 @@ async def panel_data(
 @router.get("/api/services", dependencies=[READ])
 async def services(store: StoreDep) -> list[str]:
     rows = await run_in_threadpool(store.query_limited, queries.in_database(queries.SERVICES, store.database))
+    return [row[0] for row in rows[1]]
+
+
+@router.get("/api/sources", dependencies=[READ])
+async def sources(store: StoreDep) -> list[str]:
+    rows = await run_in_threadpool(store.query_limited, queries.in_database(queries.SOURCES, store.database))
     return [row[0] for row in rows[1]]

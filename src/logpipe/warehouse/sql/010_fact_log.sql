@@ -1,14 +1,11 @@
 -- One row per service log event. Columns mirror logpipe.events.FACT_FIELDS (a test proves it).
 -- ORDER BY (service, ts): every dashboard panel filters on a time range and most on a service.
--- merge_selector_base = 64 (default 5): fewer, wider background merges, for more parts per partition.
--- Inserting 250,000 rows/s, merges rewrote each row 2.1 times in the first minute with 5 and once
--- with 16, about 0.5 us less engine CPU per row (the insert itself costs about 1 us); 64 took another
--- 0.35 us off (embedded-max, three interleaved 60 s pairs: 359-362k against 340-352k events/s). The
--- selector lowers its base as parts pile up, so a steady stream of inserts stays at tens of parts.
+-- merge_selector_base = 64 (default 5): fewer, wider background merges, so merges rewrite each row
+-- fewer times while inserts come in fast (the measurements: bench/results/history). The selector
+-- lowers its base as parts pile up, so a steady stream of inserts stays at tens of parts.
 -- min_bytes_for_wide_part = 128 MiB (default 10 MiB): a batch of 100,000 rows (16 MiB) is written as
 -- one compact part of a few files, not two files per column; parts merged past 128 MiB are wide.
--- Raw inserts of 200,000-row batches: 1.00-1.09M rows/s wide, 1.07-1.10M compact, peak RSS of
--- embedded-max 30-40 MB lower (fewer column writers); compact parts are about 15% larger until merged.
+-- Compact parts are larger until merged.
 CREATE TABLE IF NOT EXISTS {{database}}.fact_log
 (
     event_id    String CODEC(ZSTD(1)),

@@ -1,9 +1,10 @@
--- Per-minute rollup per service and endpoint, so panels over a day read thousands of rows, not millions.
+-- Per-minute rollup per service, endpoint and source, so panels over a day read thousands of rows, not millions.
 CREATE TABLE IF NOT EXISTS {{database}}.fact_log_1m
 (
     minute      DateTime('UTC'),
     service     LowCardinality(String),
     endpoint    LowCardinality(String),
+    source      LowCardinality(String),
     events      SimpleAggregateFunction(sum, UInt64),
     requests    SimpleAggregateFunction(sum, UInt64),
     errors_4xx  SimpleAggregateFunction(sum, UInt64),
@@ -16,6 +17,6 @@ CREATE TABLE IF NOT EXISTS {{database}}.fact_log_1m
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toDate(minute)
-ORDER BY (service, endpoint, minute)
+ORDER BY (service, endpoint, minute, source)
 TTL minute + INTERVAL {{retention_days}} DAY
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000
