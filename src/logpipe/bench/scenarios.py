@@ -504,7 +504,7 @@ def _pipeline_stages(before: dict, after: dict, processor: str = "processor") ->
               _delta(before, after, metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"))]
 
 
-def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, concurrency: int = 4) -> Result:
+def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, concurrency: int = 8) -> Result:
     """OTLP/HTTP protobuf (otlp-ingest) or syslog over TCP (syslog-tcp) from separate load processes
     against `logpipe up` in its own process, with freshness measured by HTTP markers beside them."""
     import subprocess

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_records
@@ -69,3 +71,27 @@ def test_framing_refusals_are_dead_letters_too():
     records = parse_messages(pa.array([b"<14>fine", b"<14>cut"], pa.binary()), refused={1: "syslog: too long"})
     normalized = normalize_records(records, Provenance("syslog"))
     assert [(b.index, b.reason, b.raw) for b in normalized.dead_letters] == [(1, "syslog: too long", "<14>cut")]
+
+
+_NAME = st.text(st.sampled_from('abz09@._-"\\'), min_size=1, max_size=6)
+_VALUE = st.text(st.sampled_from('ab ="]\\é-'), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAME, st.lists(st.tuples(_NAME, _VALUE), max_size=3)), min_size=1, max_size=3),
+       st.sampled_from([" ", "  "]))
+def test_structured_data_split_as_columns_equals_reading_it_message_by_message(elements, gap):
+    """The column-wise split of plain structured data gives what the per-message reader gives, for any
+    ids, names and values (quotes, backslashes and brackets escaped as RFC 5424 has them)."""
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+    def sd_id(name: str) -> str:
+        return name.replace('"', "").replace("\\", "") or "x"
+
+    sd = "".join(f"[{sd_id(i)}" + "".join(f'{gap}{sd_id(k)}="{escaped(v)}"' for k, v in params) + "]"
+                 for i, params in elements)
+    message = f"<14>1 - host app - - {sd} text".encode()
+    [row] = _parsed(message)
+    expected = [(f"{sd_id(i)}.{sd_id(k)}", v) for i, params in elements for k, v in params]
+    assert [(k, v) for k, v in row["attributes"] if "." in k] == expected

@@ -40,6 +40,13 @@ _LEVEL_WORDS = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": 
                 "EMERG": "FATAL", "TRACE": "DEBUG", "NOTICE": "INFO"}
 
 
+def _each_distinct(column: pa.Array, convert) -> pa.Array:
+    """``convert`` of each distinct value, taken for every row: the lines of a chunk share a few
+    seconds, and strptime of a million times cost a seventh of the parse."""
+    encoded = pc.dictionary_encode(column)
+    return convert(encoded.dictionary).take(encoded.indices)
+
+
 def nginx_records(lines: pa.Array, service: str = NGINX_SERVICE) -> Records:
     text, raw, bad = as_text(lines, "nginx")
     n = len(text)
@@ -48,7 +55,8 @@ def nginx_records(lines: pa.Array, service: str = NGINX_SERVICE) -> Records:
     valid_text = text.is_valid().to_numpy(zero_copy_only=False)
     bad += [(int(i), "nginx: not a combined or common access log line")
             for i in np.flatnonzero(~matched & valid_text)]
-    ts = pc.strptime(line["time"], format="%d/%b/%Y:%H:%M:%S %z", unit="ms", error_is_null=True)
+    ts = _each_distinct(line["time"], lambda times: pc.strptime(times, format="%d/%b/%Y:%H:%M:%S %z", unit="ms",
+                                                                 error_is_null=True))
     unreadable = pc.and_(pc.is_null(ts), line["time"].is_valid()).to_numpy(zero_copy_only=False)
     bad += [(int(i), "nginx: time is not dd/Mon/yyyy:HH:MM:SS +zone") for i in np.flatnonzero(unreadable)]
     request = groups(line["request"], _REQUEST)

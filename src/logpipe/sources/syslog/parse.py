@@ -44,6 +44,9 @@ _TAG = r"(?s)^(?P<app>[^\s:\[\]]{1,48})(?:\[(?P<procid>[^\]\s]{1,128})\])?: ?(?P
 _SD_ELEMENT = re.compile(r'\[([^\s\]=]+)((?:\s+[^\s=\]]+="(?:[^"\\]|\\.)*")*)\s*\]')
 _SD_PARAM = re.compile(r'([^\s=\]]+)="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
+# structured data as most senders write it: elements of parameters, single spaces, nothing escaped, no
+# value that begins with a space (its '=" ' would read as the end of a parameter)
+_SD_PLAIN = r'^(?:\[[^\s\]="\\]+(?: [^\s\]="\\]+="(?:[^"\\\] ][^"\\\]]*)?")*\])+$'
 _BOM = "\ufeff"
 
 
@@ -128,14 +131,38 @@ def _legacy_times(stamps: pa.Array, received_ms: int) -> pa.Array:
 
 
 def _attributes(n: int, columns: dict[str, pa.Array], structured: pa.Array) -> pa.Array:
-    """The named columns and each structured-data parameter (``<SD-ID>.<name>``); only structured
-    data is read message by message."""
+    """The named columns and each structured-data parameter (``<SD-ID>.<name>``). Structured data in
+    its plain form (single spaces, nothing escaped) is split as columns; the rest is read message by
+    message."""
+    plain = pc.fill_null(pc.match_substring_regex(structured, _SD_PLAIN), False).to_numpy(zero_copy_only=False)
+    fast_rows, fast_keys, fast_values = _plain_parameters(np.flatnonzero(plain), structured.filter(pa.array(plain)))
     rows, keys, values = [], [], []
-    present = np.flatnonzero(structured.is_valid().to_numpy(zero_copy_only=False))
-    for i, sd in zip(present, structured.drop_null().to_pylist(), strict=True):
+    others = structured.is_valid().to_numpy(zero_copy_only=False) & ~plain
+    present = np.flatnonzero(others)
+    for i, sd in zip(present, structured.filter(pa.array(others)).to_pylist(), strict=True):
         for element in _SD_ELEMENT.finditer(sd):
             for name, value in _SD_PARAM.findall(element.group(2)):
                 rows.append(i)
                 keys.append(f"{element.group(1)}.{name}")
                 values.append(_SD_ESCAPE.sub(r"\1", value))
-    return string_map(n, columns, (np.asarray(rows, dtype=np.int64), keys, values))
+    return string_map(n, columns, (np.concatenate([fast_rows, np.asarray(rows, dtype=np.int64)]),
+                                   pa.concat_arrays([fast_keys, pa.array(keys, pa.string())]),
+                                   pa.concat_arrays([fast_values, pa.array(values, pa.string())])))
+
+
+def _plain_parameters(rows: np.ndarray, structured: pa.Array) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """(row, key, value) of each parameter of structured data in its plain form, in order: elements
+    split at "][", an element's id at its first space, parameters at '" ' (a value holds no quote)."""
+    elements = pc.split_pattern(pc.utf8_slice_codeunits(structured, 1, -1), "][")
+    element_rows = rows[pc.list_parent_indices(elements).to_numpy()]
+    id_and_rest = pc.split_pattern(pc.list_flatten(elements), " ", max_splits=1)
+    ids = pc.list_element(id_and_rest, 0)
+    with_parameters = pc.greater(pc.list_value_length(id_and_rest), 1)
+    rest = pc.list_element(pc.filter(id_and_rest, with_parameters), 1)
+    element_of_rest = np.flatnonzero(with_parameters.to_numpy(zero_copy_only=False))
+    parameters = pc.split_pattern(pc.utf8_slice_codeunits(rest, 0, -1), '" ')
+    owner = element_of_rest[pc.list_parent_indices(parameters).to_numpy()]
+    name_value = pc.split_pattern(pc.list_flatten(parameters), '="', max_splits=1)
+    keys = pc.binary_join_element_wise(ids.take(pa.array(owner)), pc.list_element(name_value, 0), ".")
+    return (element_rows[owner].astype(np.int64), pc.cast(keys, pa.string()),
+            pc.cast(pc.list_element(name_value, 1), pa.string()))
