@@ -23,7 +23,7 @@ from logpipe.auth.tokens import TokenRegistry
 from logpipe.gateway.body import BodyTooLarge, UnsupportedEncoding, decompressed, read_body
 from logpipe.gateway.security import Ingest
 from logpipe.sources.otlp.config import OtlpConfig
-from logpipe.sources.otlp.mapping import parse_request, records_of
+from logpipe.sources.otlp.mapping import records_of_body
 from logpipe.transport.intake import Intake, Overloaded, ShuttingDown
 
 COMPONENT = "otlp"
@@ -65,7 +65,7 @@ def create_otlp_app(intake: Intake, config: OtlpConfig, tokens: TokenRegistry) -
             body = await read_body(request, config.max_body_bytes)
             body = await run_in_threadpool(decompressed, body, request.headers.get("content-encoding", ""),
                                            config.max_body_bytes)
-            records = await run_in_threadpool(lambda: records_of(parse_request(body, json)))
+            records = await run_in_threadpool(records_of_body, body, json)
         except BodyTooLarge as exc:
             return _error(413, str(exc), json)
         except UnsupportedEncoding as exc:
