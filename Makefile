@@ -28,8 +28,10 @@ $(ECHARTS): package.json package-lock.json
 
 venv: $(STAMP)
 
-# numba compiles the JSON scanner once per machine (a few seconds) and caches it; done here, not at a first batch
-PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_decoder; prepare_decoder()'
+# numba compiles the JSON scanner and the OTLP reader once per machine (seconds) and caches them; done
+# here, not at a first batch or request
+PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_decoder; prepare_decoder(); \
+	from logpipe.sources.otlp.wire import prepare; prepare()'
 
 up: $(STAMP) $(ECHARTS)
 	$(PREPARE_DECODER)

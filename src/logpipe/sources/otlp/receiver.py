@@ -22,6 +22,7 @@ from logpipe import metrics
 from logpipe.auth.tokens import TokenRegistry
 from logpipe.gateway.body import BodyTooLarge, UnsupportedEncoding, decompressed, read_body
 from logpipe.gateway.security import Ingest
+from logpipe.sources.otlp import wire
 from logpipe.sources.otlp.config import OtlpConfig
 from logpipe.sources.otlp.mapping import records_of_body
 from logpipe.transport.intake import Intake, Overloaded, ShuttingDown
@@ -57,6 +58,7 @@ def create_otlp_app(intake: Intake, config: OtlpConfig, tokens: TokenRegistry) -
     app.state.tokens = tokens
     router = APIRouter()
     metrics.register_component(COMPONENT)
+    wire.prepare()
 
     @router.post("/v1/logs")
     async def export_logs(request: Request, sender: Ingest) -> Response:

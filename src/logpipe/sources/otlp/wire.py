@@ -340,3 +340,23 @@ def gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, as_hex: bo
                 out[at] = byte
                 at += 1
     return offsets, out
+
+
+def prepare() -> None:
+    """Load the reader (on a fresh machine, compile it: a few seconds, then cached), so that the first
+    request does not wait for it past its exporter's timeout. The receiver calls this as it starts."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="a")))
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name = "s"
+    scope_logs.scope.attributes.append(KeyValue(key="b", value=AnyValue(bool_value=True)))
+    record = scope_logs.log_records.add(time_unix_nano=1, severity_number=9, trace_id=b"\x01" * 16)
+    record.body.string_value = "m"
+    record.attributes.append(KeyValue(key="i", value=AnyValue(int_value=-1)))
+    scanned = scan(request.SerializeToString())
+    assert scanned is not None
+    gather(scanned[0], scanned[1][:, _R_TRACE], scanned[1][:, _R_TRACE + 1], True)
