@@ -28,6 +28,10 @@ TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
     "kafka-20k": [("freshness_p99_s", "<=", 2.0)],
     "http-ingest": [("inserted_per_s", ">=", 100_000)],
     "drain-embedded": [("ratio_of_ceiling", ">=", 0.9)],
+    # the sources (issue 20)
+    "file-tail": [("inserted_per_s", ">=", 300_000)],
+    "otlp-ingest": [("inserted_per_s", ">=", 100_000)],
+    "syslog-tcp": [("inserted_per_s", ">=", 100_000)],
 }
 PEAK_RSS_TARGET = ("peak_rss_mb", "<=", 1024)  # at any offered load: every scenario but drain-spark,
 # whose JVM and Python workers size themselves (Spark's own memory settings)
