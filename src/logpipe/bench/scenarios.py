@@ -409,12 +409,37 @@ class MarkerProbe:
         return [self.seen[m] - sent for m, sent in self.sent.items() if m in self.seen]
 
 
+def _loaded(result: Result, monitor: ResourceMonitor, server: Any, base: str, duration_s: float,
+            loads: list[list[str]]) -> tuple[dict, dict, list[dict[str, Any]]]:
+    """Run the load processes (``python -m`` each argument list) against the server at ``base`` with
+    freshness markers beside them, then stop the server: the metrics before and after, and what each
+    load process reports. ``result`` gets the duration, resource use and freshness."""
+    import subprocess
+
+    before = _scrape(base)
+    probe = MarkerProbe(base).start()
+    monitor.start()
+    started = time.perf_counter()
+    loaders = [subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, **TOKEN_ENV}, preexec_fn=stop_with_parent) for argv in loads]
+    for i, loader in enumerate(loaders):
+        monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
+    outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
+    result.duration_s = time.perf_counter() - started
+    after = _scrape(base)
+    result.usage = monitor.stop()
+    time.sleep(2 * MARKER_EVERY_S)
+    result.freshness = probe.stop()
+    server.terminate()
+    server.wait(60)
+    return before, after, outputs
+
+
 def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concurrency: int = 8,
               batch: int = 1000, rate: float = 0.0) -> Result:
     """NDJSON batches of 1,000 from separate load processes against `logpipe up` in its own process:
     with the in-process channel (http-ingest), or through a Kafka broker (kafka-max: gateway ->
     broker -> processor, with bare librdkafka producer and consumer ceilings on the same broker)."""
-    import subprocess
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -434,25 +459,9 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
                 monitor.watch("broker (tansu)", broker.pid, pipeline=False)
         server = _serve("up", env, port)
         monitor.watch("logpipe up", server.pid)
-        before = _scrape(base)
-        probe = MarkerProbe(base).start()
-        monitor.start()
-        started = time.perf_counter()
-        loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.load", base, str(duration_s), str(batch),
-                                     str(seed), str(concurrency), str(rate / clients)],
-                                    stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV},
-                                    preexec_fn=stop_with_parent)
-                   for seed in range(clients)]
-        for i, loader in enumerate(loaders):
-            monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
-        outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
-        result.duration_s = time.perf_counter() - started
-        after = _scrape(base)
-        result.usage = monitor.stop()
-        time.sleep(2 * MARKER_EVERY_S)
-        result.freshness = probe.stop()
-        server.terminate()
-        server.wait(60)
+        before, after, outputs = _loaded(result, monitor, server, base, duration_s, [
+            ["logpipe.bench.load", base, str(duration_s), str(batch), str(seed), str(concurrency), str(rate / clients)]
+            for seed in range(clients)])
     finally:
         if broker is not None:
             stop_local_broker(broker)
@@ -469,13 +478,7 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
                          int(_delta(before, after, received, "kafka_processor")))
         result.stages += [produced, consumed]
         result.queue_growth["consumed"] = (produced.events - consumed.events) / max(consumed.events, 1)  # lag grows
-    result.stages += [
-        Stage("normalized", int(_delta(before, after, events, processor)),
-              int(_delta(before, after, received, processor)),
-              _delta(before, after, metrics.sample_name(metrics.NORMALIZE_SECONDS, "_sum"), processor)),
-        Stage("inserted", int(_delta(before, after, events, "clickhouse_sink")),
-              int(_delta(before, after, received, "clickhouse_sink")),
-              _delta(before, after, metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"))]
+    result.stages += _pipeline_stages(before, after, processor)
     result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, "
                         f"{f'{rate:,.0f} ev/s offered' if rate else 'as fast as answered'}, NDJSON batches of {batch}, "
                         f"429 answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
@@ -490,7 +493,6 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
     return result
 
 
-# sources --------------------------------------------------------------------------------------------
 def _pipeline_stages(before: dict, after: dict, processor: str = "processor") -> list[Stage]:
     """What the embedded processor normalized and the sink inserted between two scrapes."""
     events, received = metrics.sample_name(metrics.EVENTS_SENT, "_total"), \
@@ -504,10 +506,10 @@ def _pipeline_stages(before: dict, after: dict, processor: str = "processor") ->
               _delta(before, after, metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"))]
 
 
+# sources --------------------------------------------------------------------------------------------
 def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, concurrency: int = 8) -> Result:
     """OTLP/HTTP protobuf (otlp-ingest) or syslog over TCP (syslog-tcp) from separate load processes
     against `logpipe up` in its own process, with freshness measured by HTTP markers beside them."""
-    import subprocess
 
     port, otlp_port, syslog_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
@@ -519,25 +521,9 @@ def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, con
     monitor = ResourceMonitor()
     server = _serve("up", env, port)
     monitor.watch("logpipe up", server.pid)
-    before = _scrape(base)
-    probe = MarkerProbe(base).start()
-    monitor.start()
-    started = time.perf_counter()
-    loaders = [subprocess.Popen([sys.executable, "-m", "logpipe.bench.source_load", kind, target, str(duration_s),
-                                 str(seed), str(concurrency)],
-                                stdout=subprocess.PIPE, text=True, env={**os.environ, **TOKEN_ENV},
-                                preexec_fn=stop_with_parent)
-               for seed in range(clients)]
-    for i, loader in enumerate(loaders):
-        monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
-    outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
-    result.duration_s = time.perf_counter() - started
-    after = _scrape(base)
-    result.usage = monitor.stop()
-    time.sleep(2 * MARKER_EVERY_S)
-    result.freshness = probe.stop()
-    server.terminate()
-    server.wait(60)
+    before, after, outputs = _loaded(result, monitor, server, base, duration_s, [
+        ["logpipe.bench.source_load", kind, target, str(duration_s), str(seed), str(concurrency)]
+        for seed in range(clients)])
     what = "accepted by the OTLP receiver" if kind == "otlp" else "sent to the syslog listener"
     result.stages = [Stage(what, sum(o["accepted"] for o in outputs), sum(o["bytes"] for o in outputs)),
                      *_pipeline_stages(before, after)]

@@ -41,20 +41,26 @@ def _varint(data: np.ndarray, at: int, end: int) -> tuple[np.uint64, int]:
 
 
 @njit(cache=True, nogil=True)
-def _skip(data: np.ndarray, wire: int, at: int, end: int) -> int:
-    """The position after a field of ``wire`` type; -1 for a group or bytes that run past ``end``."""
+def _field(data: np.ndarray, at: int, end: int) -> tuple[int, int, int, int, int]:
+    """(field number, wire type, start, stop, next position) of the field at ``at``: for a
+    length-delimited field its bytes, else where its value starts and ends. The next position is -1
+    when the bytes do not parse (a group, or a length past ``end``)."""
+    tag, at = _varint(data, at, end)
+    if at < 0:
+        return 0, 0, 0, 0, -1
+    field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
     if wire == 0:
-        return _varint(data, at, end)[1]
-    if wire == 1:
-        return at + 8 if at + 8 <= end else -1
-    if wire == 5:
-        return at + 4 if at + 4 <= end else -1
-    if wire == 2:
+        stop = _varint(data, at, end)[1]
+    elif wire == 1:
+        stop = at + 8 if at + 8 <= end else -1
+    elif wire == 5:
+        stop = at + 4 if at + 4 <= end else -1
+    elif wire == 2:
         length, at = _varint(data, at, end)
-        if at < 0 or at + np.int64(length) > end:
-            return -1
-        return at + np.int64(length)
-    return -1
+        stop = at + np.int64(length) if at >= 0 and at + np.int64(length) <= end else -1
+    else:
+        stop = -1
+    return field, wire, at, stop, stop
 
 
 @njit(cache=True, nogil=True)
@@ -68,238 +74,139 @@ def _fixed64(data: np.ndarray, at: int) -> np.uint64:
 @njit(cache=True, nogil=True)
 def _any_value(data: np.ndarray, at: int, end: int, out: np.ndarray, row: int, kind_at: int, span_at: int,
                int_at: int) -> bool:
-    """An AnyValue of kind none, string, bool or int into ``out[row]``; False for any other kind."""
+    """An AnyValue of kind none, string, bool or int into ``out[row]`` (the last one set, as protobuf
+    reads a oneof); False for any other kind, rendered by the generated classes."""
     out[row, kind_at] = NONE
     while at < end:
-        tag, at = _varint(data, at, end)
-        if at < 0:
+        field, wire, start, stop, at = _field(data, at, end)
+        if at < 0 or 4 <= field <= 7:
             return False
-        field, wire = tag >> np.uint64(3), tag & np.uint64(7)
         if field == 1 and wire == 2:
-            length, at = _varint(data, at, end)
-            if at < 0 or at + np.int64(length) > end:
-                return False
-            out[row, kind_at], out[row, span_at], out[row, span_at + 1] = STRING, at, np.int64(length)
-            at += np.int64(length)
-        elif field == 2 and wire == 0:
-            value, at = _varint(data, at, end)
-            out[row, kind_at], out[row, int_at] = BOOL, np.int64(value != 0)
-        elif field == 3 and wire == 0:
-            value, at = _varint(data, at, end)
-            out[row, kind_at], out[row, int_at] = INT, np.int64(value)
-        elif 4 <= field <= 7:
-            return False  # double, array, kvlist, bytes: the generated classes render these
-        else:
-            at = _skip(data, wire, at, end)
-        if at < 0:
-            return False
+            out[row, kind_at], out[row, span_at], out[row, span_at + 1] = STRING, start, stop - start
+        elif (field == 2 or field == 3) and wire == 0:
+            value = _varint(data, start, stop)[0]
+            out[row, kind_at] = BOOL if field == 2 else INT
+            out[row, int_at] = np.int64(value != 0) if field == 2 else np.int64(value)
     return True
 
 
 @njit(cache=True, nogil=True)
-def _key_value(data: np.ndarray, at: int, end: int, attributes: np.ndarray, row: int, write: bool,
-               scratch: np.ndarray) -> bool:
+def _key_value(data: np.ndarray, at: int, end: int, out: np.ndarray, row: int) -> bool:
+    out[row, _A_KEY], out[row, _A_KEY + 1], out[row, _A_KIND] = at, 0, NONE
     seen_value = False
-    if write:
-        attributes[row, _A_KEY], attributes[row, _A_KEY + 1] = at, 0
-        attributes[row, _A_KIND] = NONE
     while at < end:
-        tag, at = _varint(data, at, end)
+        field, wire, start, stop, at = _field(data, at, end)
         if at < 0:
             return False
-        field, wire = tag >> np.uint64(3), tag & np.uint64(7)
-        if wire == 2 and (field == 1 or field == 2):
-            length, at = _varint(data, at, end)
-            if at < 0 or at + np.int64(length) > end:
-                return False
-            if field == 1:
-                if write:
-                    attributes[row, _A_KEY], attributes[row, _A_KEY + 1] = at, np.int64(length)
-            else:
-                if seen_value:
-                    return False
-                seen_value = True
-                if write and not _any_value(data, at, at + np.int64(length), attributes, row, _A_KIND, _A_VALUE,
-                                            _A_INT):
-                    return False
-                if not write and not _any_value(data, at, at + np.int64(length), scratch, 0, _A_KIND, _A_VALUE,
-                                                _A_INT):
-                    return False
-            at += np.int64(length)
-        else:
-            at = _skip(data, wire, at, end)
-            if at < 0:
-                return False
+        if field == 1 and wire == 2:
+            out[row, _A_KEY], out[row, _A_KEY + 1] = start, stop - start
+        elif field == 2 and wire == 2:
+            if seen_value or not _any_value(data, start, stop, out, row, _A_KIND, _A_VALUE, _A_INT):
+                return False  # a value sent twice is merged by protobuf
+            seen_value = True
     return True
+
+
+@njit(cache=True, nogil=True)
+def _attribute(data: np.ndarray, start: int, stop: int, attributes: np.ndarray, scratch: np.ndarray, n_attr: int,
+               write: bool, owner_kind: int, owner: int) -> bool:
+    """The KeyValue in ``data[start:stop]`` as attribute ``n_attr`` of its owner."""
+    row, out = (n_attr, attributes) if write else (0, scratch)
+    out[row, _A_OWNER_KIND], out[row, _A_OWNER] = owner_kind, owner
+    return _key_value(data, start, stop, out, row)
 
 
 @njit(cache=True, nogil=True)
 def _walk(data: np.ndarray, records: np.ndarray, attributes: np.ndarray, scopes: np.ndarray,
           write: bool) -> tuple[int, int, int, int]:
-    """(resources, scopes, records, attributes) of the request, written into the arrays when ``write``;
-    (-1, ...) when this reader does not read it."""
+    """(resources, scopes, records, attributes) of the request, written into the arrays when ``write``
+    (else into a scratch row, to count and check); (-1, ...) when this reader does not read it."""
     n_res, n_scope, n_rec, n_attr = 0, 0, 0, 0
-    scratch = np.zeros((1, _A_FIELDS), dtype=np.int64)  # where a count's values are read to be checked
-    body_scratch = np.zeros((1, _R_FIELDS), dtype=np.int64)
-    end = len(data)
-    at = 0
+    record_scratch = np.zeros((1, _R_FIELDS), dtype=np.int64)
+    attribute_scratch = np.zeros((1, _A_FIELDS), dtype=np.int64)
+    scope_scratch = np.zeros((1, _S_FIELDS), dtype=np.int64)
     failed = (-1, 0, 0, 0)
-    while at < end:
-        tag, at = _varint(data, at, end)
+    at, end = 0, len(data)
+    while at < end:  # ExportLogsServiceRequest
+        field, wire, res_at, res_end, at = _field(data, at, end)
         if at < 0:
             return failed
-        field, wire = tag >> np.uint64(3), tag & np.uint64(7)
-        if not (field == 1 and wire == 2):
-            at = _skip(data, wire, at, end)
-            if at < 0:
-                return failed
+        if field != 1 or wire != 2:
             continue
-        length, at = _varint(data, at, end)
-        if at < 0 or at + np.int64(length) > end:
-            return failed
-        res_end = at + np.int64(length)
-        resource = n_res
-        n_res += 1
+        resource, n_res = n_res, n_res + 1
         seen_resource = False
-        while at < res_end:  # ResourceLogs
-            tag, at = _varint(data, at, res_end)
-            if at < 0:
+        while res_at < res_end:  # ResourceLogs
+            field, wire, part_at, part_end, res_at = _field(data, res_at, res_end)
+            if res_at < 0 or (field == 1 and wire == 2 and seen_resource):
                 return failed
-            field, wire = tag >> np.uint64(3), tag & np.uint64(7)
-            if wire != 2 or (field != 1 and field != 2):
-                at = _skip(data, wire, at, res_end)
-                if at < 0:
-                    return failed
+            if wire != 2 or field > 2:
                 continue
-            length, at = _varint(data, at, res_end)
-            if at < 0 or at + np.int64(length) > res_end:
-                return failed
-            part_end = at + np.int64(length)
             if field == 1:  # Resource
-                if seen_resource:
-                    return failed
                 seen_resource = True
-                while at < part_end:
-                    tag, at = _varint(data, at, part_end)
-                    if at < 0:
+                while part_at < part_end:
+                    field, wire, start, stop, part_at = _field(data, part_at, part_end)
+                    if part_at < 0:
                         return failed
-                    field, wire = tag >> np.uint64(3), tag & np.uint64(7)
                     if field == 1 and wire == 2:
-                        length, at = _varint(data, at, part_end)
-                        if at < 0 or at + np.int64(length) > part_end:
-                            return failed
-                        if write:
-                            attributes[n_attr, _A_OWNER_KIND], attributes[n_attr, _A_OWNER] = RESOURCE, resource
-                        if not _key_value(data, at, at + np.int64(length), attributes, n_attr, write, scratch):
+                        if not _attribute(data, start, stop, attributes, attribute_scratch, n_attr, write, RESOURCE,
+                                          resource):
                             return failed
                         n_attr += 1
-                        at += np.int64(length)
-                    else:
-                        at = _skip(data, wire, at, part_end)
-                        if at < 0:
-                            return failed
                 continue
-            scope = n_scope  # ScopeLogs
-            n_scope += 1
-            if write:
-                scopes[scope, _S_RES] = resource
-                scopes[scope, _S_NAME + 1] = 0
-                scopes[scope, _S_VERSION + 1] = 0
+            scope, n_scope = n_scope, n_scope + 1  # ScopeLogs
+            at_scope, scope_out = (scope, scopes) if write else (0, scope_scratch)
+            scope_out[at_scope, _S_RES] = resource
+            scope_out[at_scope, _S_NAME + 1] = scope_out[at_scope, _S_VERSION + 1] = 0
             seen_scope = False
-            while at < part_end:
-                tag, at = _varint(data, at, part_end)
-                if at < 0:
+            while part_at < part_end:
+                field, wire, inner_at, inner_end, part_at = _field(data, part_at, part_end)
+                if part_at < 0 or (field == 1 and wire == 2 and seen_scope):
                     return failed
-                field, wire = tag >> np.uint64(3), tag & np.uint64(7)
-                if wire != 2 or (field != 1 and field != 2):
-                    at = _skip(data, wire, at, part_end)
-                    if at < 0:
-                        return failed
+                if wire != 2 or field > 2:
                     continue
-                length, at = _varint(data, at, part_end)
-                if at < 0 or at + np.int64(length) > part_end:
-                    return failed
-                inner_end = at + np.int64(length)
                 if field == 1:  # InstrumentationScope
-                    if seen_scope:
-                        return failed
                     seen_scope = True
-                    while at < inner_end:
-                        tag, at = _varint(data, at, inner_end)
-                        if at < 0:
+                    while inner_at < inner_end:
+                        field, wire, start, stop, inner_at = _field(data, inner_at, inner_end)
+                        if inner_at < 0:
                             return failed
-                        field, wire = tag >> np.uint64(3), tag & np.uint64(7)
-                        if wire == 2 and 1 <= field <= 3:
-                            length, at = _varint(data, at, inner_end)
-                            if at < 0 or at + np.int64(length) > inner_end:
+                        if field == 3 and wire == 2:
+                            if not _attribute(data, start, stop, attributes, attribute_scratch, n_attr, write, SCOPE,
+                                              scope):
                                 return failed
-                            if field == 3:
-                                if write:
-                                    attributes[n_attr, _A_OWNER_KIND], attributes[n_attr, _A_OWNER] = SCOPE, scope
-                                if not _key_value(data, at, at + np.int64(length), attributes, n_attr, write, scratch):
-                                    return failed
-                                n_attr += 1
-                            elif write:
-                                slot = _S_NAME if field == 1 else _S_VERSION
-                                scopes[scope, slot], scopes[scope, slot + 1] = at, np.int64(length)
-                            at += np.int64(length)
-                        else:
-                            at = _skip(data, wire, at, inner_end)
-                            if at < 0:
-                                return failed
+                            n_attr += 1
+                        elif (field == 1 or field == 2) and wire == 2:
+                            slot = _S_NAME if field == 1 else _S_VERSION
+                            scope_out[at_scope, slot], scope_out[at_scope, slot + 1] = start, stop - start
                     continue
                 row = n_rec  # LogRecord
                 n_rec += 1
-                if write:
-                    for i in range(_R_FIELDS):
-                        records[row, i] = 0
-                    records[row, _R_RES], records[row, _R_SCOPE] = resource, scope
+                at_row, out = (row, records) if write else (0, record_scratch)
+                out[at_row, :] = 0
+                out[at_row, _R_RES], out[at_row, _R_SCOPE] = resource, scope
                 seen_body = False
-                while at < inner_end:
-                    tag, at = _varint(data, at, inner_end)
-                    if at < 0:
+                while inner_at < inner_end:
+                    field, wire, start, stop, inner_at = _field(data, inner_at, inner_end)
+                    if inner_at < 0:
                         return failed
-                    field, wire = tag >> np.uint64(3), tag & np.uint64(7)
                     if (field == 1 or field == 11) and wire == 1:
-                        if at + 8 > inner_end:
-                            return failed
-                        if write:
-                            records[row, _R_TIME if field == 1 else _R_OBSERVED] = np.int64(_fixed64(data, at))
-                        at += 8
+                        out[at_row, _R_TIME if field == 1 else _R_OBSERVED] = np.int64(_fixed64(data, start))
                     elif field == 2 and wire == 0:
-                        value, at = _varint(data, at, inner_end)
-                        if write:
-                            records[row, _R_SEVERITY] = np.int64(value)
-                    elif wire == 2 and (field == 3 or field == 5 or field == 6 or 9 <= field <= 10 or field == 12):
-                        length, at = _varint(data, at, inner_end)
-                        if at < 0 or at + np.int64(length) > inner_end:
+                        out[at_row, _R_SEVERITY] = np.int64(_varint(data, start, stop)[0])
+                    elif field == 5 and wire == 2:
+                        if seen_body or not _any_value(data, start, stop, out, at_row, _R_BODY_KIND, _R_BODY,
+                                                       _R_BODY_INT):
                             return failed
-                        if field == 5:
-                            if seen_body:
-                                return failed
-                            seen_body = True
-                            target = records if write else body_scratch
-                            if not _any_value(data, at, at + np.int64(length), target, row if write else 0,
-                                              _R_BODY_KIND, _R_BODY, _R_BODY_INT):
-                                return failed
-                        elif field == 6:
-                            if write:
-                                attributes[n_attr, _A_OWNER_KIND], attributes[n_attr, _A_OWNER] = RECORD, row
-                            if not _key_value(data, at, at + np.int64(length), attributes, n_attr, write, scratch):
-                                return failed
-                            n_attr += 1
-                        elif write:
-                            slot = _R_SEV_TEXT if field == 3 else _R_TRACE if field == 9 else \
-                                _R_SPAN if field == 10 else _R_EVENT
-                            records[row, slot], records[row, slot + 1] = at, np.int64(length)
-                        at += np.int64(length)
-                    else:
-                        at = _skip(data, wire, at, inner_end)
-                        if at < 0:
+                        seen_body = True
+                    elif field == 6 and wire == 2:
+                        if not _attribute(data, start, stop, attributes, attribute_scratch, n_attr, write, RECORD,
+                                          row):
                             return failed
-                at = inner_end
-            at = part_end
-        at = res_end
+                        n_attr += 1
+                    elif wire == 2 and (field == 3 or field == 9 or field == 10 or field == 12):
+                        slot = _R_SEV_TEXT if field == 3 else _R_TRACE if field == 9 else \
+                            _R_SPAN if field == 10 else _R_EVENT
+                        out[at_row, slot], out[at_row, slot + 1] = start, stop - start
     return n_res, n_scope, n_rec, n_attr
 
 
