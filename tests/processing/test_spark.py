@@ -166,6 +166,59 @@ def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_co
     assert sum(1 for i in ids if i.startswith(f"{topic}:")) == 2
 
 
+def test_spark_reads_the_sender_source_and_refusal_headers_as_the_kafka_processor_does(spark, kafka_broker, store,
+                                                                                      tmp_path):
+    """A source's rows through Kafka carry their source (logpipe-source), a named token's name
+    (logpipe-sender) and the source's reason for what it could not read (logpipe-refused): both
+    Kafka engines store them alike."""
+    import orjson
+
+    from logpipe.transport.topics import REFUSED_HEADER, SENDER_HEADER, SOURCE_HEADER
+
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    now = time.time()
+    system = config.topic_prefix + "system"
+    values = [orjson.dumps({"event_id": f"h-{i}", "ts": now, "service": "kernel", "kind": "system"}) for i in range(3)]
+    values.append(b"not syslog at all")
+    reason = "syslog: not a syslog message (no <PRI> at its start)"
+    named = [(SOURCE_HEADER, b"syslog"), (SENDER_HEADER, b"edge")]
+    producer = KafkaProducerTransport(config)
+    producer.send_raw(values, [system] * 3 + [config.topic_prefix + "other"], [None] * 4,
+                      [named, named, [(SOURCE_HEADER, b"syslog")], [*named, (REFUSED_HEADER, reason.encode())]]
+                      ).result(30)
+    plain = orjson.dumps({"event_id": "h-plain", "ts": now, "service": "auth"})
+    producer.send_raw([plain], [system], [None]).result(30)
+    producer.close()
+
+    embedded = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
+                              ProcessorConfig(batch_max_rows=10_000, flush_interval_s=0.3))
+    thread = threading.Thread(target=embedded.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: caught_up(config), 120)
+    finally:
+        embedded.stop()
+        thread.join(60)
+    spark_store = _second_store(store)
+    query = start_query(spark, spark_store, config, _spark_config(tmp_path), "python")
+    query.processAllAvailable()
+    query.stop()
+
+    def provenance(target: Store) -> list[tuple]:
+        return target.query_rows(f"SELECT event_id, source, sender FROM {target.database}.fact_log "
+                                 "ORDER BY event_id")[1]
+
+    def refused(target: Store) -> list[tuple]:
+        return target.query_rows(f"SELECT source, reason, raw FROM {target.database}.dead_letter")[1]
+
+    expected = [("h-0", "syslog", "edge"), ("h-1", "syslog", "edge"), ("h-2", "syslog", ""),
+                ("h-plain", "kafka", "")]
+    assert provenance(store) == expected
+    assert provenance(spark_store) == expected
+    assert refused(store) == refused(spark_store) == [("syslog", reason, "not syslog at all")]
+
+
 def test_stopping_the_query_mid_stream_and_restarting_loses_and_doubles_nothing(spark, kafka_broker, store,
                                                                                  tmp_path):
     config, _ = kafka_test_config(kafka_broker)

@@ -49,7 +49,7 @@ from logpipe.processing.contract import Sink, Sinks, write_batch
 from logpipe.processing.normalize import normalize_messages, unreadable_messages
 from logpipe.processing.sinks import DeadLetterTopicSink
 from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, consumer_settings
-from logpipe.transport.topics import REFUSED_HEADER, SENDER_HEADER, SOURCE_HEADER, dlq_topic, subscription_pattern
+from logpipe.transport.topics import dlq_topic, named_by_headers, subscription_pattern
 from logpipe.warehouse import queries
 from logpipe.warehouse.base import Warehouse
 
@@ -83,26 +83,6 @@ class Polled:
 
     def __len__(self) -> int:
         return len(self.offsets)
-
-    def named(self, header: str, default: str = "") -> list[str] | None:
-        """Each message's value of ``header`` (``default`` where it has none); None when no message has
-        headers."""
-        if self.headers is None:
-            return None
-        return [_header(headers, header, default) for headers in self.headers]
-
-    def refusals(self) -> dict[int, str] | None:
-        """The reason of each message its source could not read, by position."""
-        if self.headers is None:
-            return None
-        return {i: reason for i, headers in enumerate(self.headers) if (reason := _header(headers, REFUSED_HEADER))}
-
-
-def _header(headers: list[tuple[str, bytes]] | None, name: str, default: str = "") -> str:
-    for key, value in headers or ():
-        if key == name and value:
-            return value.decode("utf-8", "replace")
-    return default
 
 
 @dataclass
@@ -304,10 +284,9 @@ class KafkaProcessor:
             np.array(polled.offsets)
         try:
             with metrics.NORMALIZE_SECONDS.labels(component=COMPONENT).time():
-                normalized = normalize_messages(topics, partitions, offsets, polled.values,
-                                                senders=polled.named(SENDER_HEADER), rules=self.config.rules,
-                                                sources=polled.named(SOURCE_HEADER, "kafka"),
-                                                refusals=polled.refusals())
+                senders, sources, refusals = named_by_headers(polled.headers)
+                normalized = normalize_messages(topics, partitions, offsets, polled.values, senders=senders,
+                                                rules=self.config.rules, sources=sources, refusals=refusals)
         except Exception as exc:
             self.exceptions += 1
             metrics.PROCESSOR_EXCEPTIONS.inc()

@@ -43,3 +43,24 @@ def subscription_pattern(prefix: str = DEFAULT_PREFIX) -> str:
 def subscription_regex(prefix: str = DEFAULT_PREFIX) -> str:
     """The same subscription with look-ahead, for Java and Python regular expressions (Spark)."""
     return rf"{re.escape(prefix)}(?!{DLQ_SUFFIX}$).*"
+
+
+Headers = list[tuple[str, bytes]] | None  # a Kafka message's headers, as confluent-kafka gives them
+
+
+def header_value(headers: Headers, name: str, default: str = "") -> str:
+    for key, value in headers or ():
+        if key == name and value:
+            return value.decode("utf-8", "replace")
+    return default
+
+
+def named_by_headers(headers: list[Headers] | None) -> tuple[list[str] | None, list[str] | None, dict[int, str] | None]:
+    """Each message's sender and source (``kafka`` where it names none), and the reason of each message
+    its source could not read, by position; all None when no message has headers."""
+    if headers is None or not any(headers):
+        return None, None, None
+    senders = [header_value(h, SENDER_HEADER) for h in headers]
+    sources = [header_value(h, SOURCE_HEADER, "kafka") for h in headers]
+    refusals = {i: reason for i, h in enumerate(headers) if (reason := header_value(h, REFUSED_HEADER))}
+    return senders, sources, refusals

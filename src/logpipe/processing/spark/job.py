@@ -31,7 +31,7 @@ from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.source import SOURCE_NAME, KafkaPythonSource
 from logpipe.transport.kafka import KafkaConfig
-from logpipe.transport.topics import dlq_topic, subscription_regex
+from logpipe.transport.topics import dlq_topic, named_by_headers, subscription_regex
 from logpipe.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def kafka_stream(spark, kafka: KafkaConfig, config: SparkConfig, source: str):
     """A streaming DataFrame with the columns of Spark's Kafka source, from either reader."""
     reader = spark.readStream.format("kafka" if source == "kafka" else SOURCE_NAME)
     options = {"kafka.bootstrap.servers": kafka.bootstrap, "subscribePattern": subscription_regex(kafka.topic_prefix),
-               "startingOffsets": config.starting_offsets, "failOnDataLoss": "true",
+               "startingOffsets": config.starting_offsets, "failOnDataLoss": "true", "includeHeaders": "true",
                **{f"kafka.{k}": str(v) for k, v in kafka.properties.items()}}
     if config.max_offsets_per_trigger:
         options["maxOffsetsPerTrigger"] = str(config.max_offsets_per_trigger)
@@ -83,15 +83,25 @@ def kafka_stream(spark, kafka: KafkaConfig, config: SparkConfig, source: str):
     return reader.options(**options).load()
 
 
+def _headers(raw: pa.Table) -> list[list[tuple[str, bytes]] | None] | None:
+    """Each row's Kafka headers as (key, value) pairs; None when the rows carry none (a reader
+    without includeHeaders, or messages without headers)."""
+    if "headers" not in raw.column_names or raw.column("headers").null_count == raw.num_rows:
+        return None
+    return [None if h is None else [(pair["key"], pair["value"]) for pair in h]
+            for h in raw.column("headers").to_pylist()]
+
+
 def normalize_batch(raw: pa.Table, rules: Rules = Rules()) -> tuple[pa.Table, pa.Table]:
     """A micro-batch of Kafka rows to (facts, dead letters), in topic-partition-offset order so that
     a replayed batch gives the same rows in the same order."""
     if raw.num_rows == 0:
         return FACT_SCHEMA.empty_table(), DEAD_LETTER_SCHEMA.empty_table()
     raw = raw.sort_by([("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")])
+    senders, sources, refusals = named_by_headers(_headers(raw))
     normalized = normalize_messages(raw.column("topic").combine_chunks(), raw.column("partition").to_numpy(),
                                     raw.column("offset").to_numpy(), raw.column("value").combine_chunks(),
-                                    rules=rules)
+                                    rules=rules, senders=senders, sources=sources, refusals=refusals)
     return normalized.facts, normalized.dead_letters
 
 
@@ -118,7 +128,7 @@ class ForeachBatchSink:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         self._query_known.wait(120)  # start() returns the id; the first batch may run before that
-        raw = batch_df.select("topic", "partition", "offset", "value").toArrow()
+        raw = batch_df.select("topic", "partition", "offset", "value", "headers").toArrow()
         facts, dead = normalize_batch(raw, self.rules)
         give_up_at = time.monotonic() + self.give_up_s
         chunks = max(1, -(-facts.num_rows // self.chunk_rows))

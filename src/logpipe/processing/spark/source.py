@@ -25,11 +25,13 @@ except ImportError:  # pragma: no cover - Spark 4.0/4.1
     ReadAllAvailable = ReadLimit = ReadMaxRows = None
 
 SOURCE_NAME = "logpipe_kafka"
+# Spark's Kafka source's columns, headers included (its includeHeaders option)
 KAFKA_COLUMNS = ("key binary, value binary, topic string, partition int, offset long, "
-                 "timestamp timestamp, timestampType int")
+                 "timestamp timestamp, timestampType int, headers array<struct<key: string, value: binary>>")
 ARROW_SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()),
                           ("partition", pa.int32()), ("offset", pa.int64()),
-                          ("timestamp", pa.timestamp("us", "UTC")), ("timestampType", pa.int32())])
+                          ("timestamp", pa.timestamp("us", "UTC")), ("timestampType", pa.int32()),
+                          ("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])))])
 READ_CHUNK = 20_000
 Offsets = dict[str, dict[str, int]]
 
@@ -237,6 +239,8 @@ def read_ranges(client: dict[str, Any], ranges: tuple[OffsetRange, ...],
                 columns["offset"].append(message.offset())
                 columns["timestamp"].append(stamp * 1000 if stamp >= 0 else None)
                 columns["timestampType"].append(max(0, kind - 1))
+                headers = message.headers()
+                columns["headers"].append([{"key": k, "value": v} for k, v in headers] if headers else None)
                 if message.offset() + 1 >= ends[key]:
                     del ends[key]
                     consumer.pause([TopicPartition(*key)])
