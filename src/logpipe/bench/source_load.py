@@ -89,10 +89,12 @@ def write_nginx_log(path: Path, lines: int, seed: int = 0, block: int = 100_000)
     return path.stat().st_size
 
 
-def send_otlp(url: str, duration_s: float, seed: int, concurrency: int, records: int = 1000) -> dict[str, int]:
+def send_otlp(url: str, duration_s: float, seed: int, concurrency: int, records: int = 8192) -> dict[str, int]:
+    """Requests of ``records`` log records (8,192: what the Collector's batch processor sends by
+    default) posted back to back by ``concurrency`` exporters."""
     import httpx
 
-    bodies = otlp_bodies(20, records, seed)
+    bodies = otlp_bodies(8, records, seed)
     token = os.environ.get("LOGPIPE_INGEST_TOKEN", "")  # from the environment: a command line is public
     totals: Counter[str] = Counter()
     lock = threading.Lock()
