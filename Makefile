@@ -28,10 +28,11 @@ $(ECHARTS): package.json package-lock.json
 
 venv: $(STAMP)
 
-# numba compiles the JSON scanner and the OTLP reader once per machine (seconds) and caches them; done
+# numba compiles the JSON scanner and the OTLP and access-log readers once per machine (seconds) and caches them; done
 # here, not at a first batch or request
 PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_decoder; prepare_decoder(); \
-	from logpipe.sources.otlp.wire import prepare; prepare()'
+	from logpipe.sources.otlp.wire import prepare; prepare(); \
+	from logpipe.sources.files.combined import prepare; prepare()'
 
 up: $(STAMP) $(ECHARTS)
 	$(PREPARE_DECODER)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_records
@@ -73,3 +75,48 @@ def test_plain_lines_keep_their_text_and_read_the_zone_of_the_source():
     assert rows[0]["ts"] == "2026-12-01T12:00:00+01:00" and rows[0]["level"] == "WARN"
     assert rows[1]["ts"] == "2025-12-01T12:00:00.000Z" and rows[1]["level"] == "INFO"
     assert rows[1]["message"] == "no time, no level"
+
+
+_PIECES = st.sampled_from(['1.2.3.4', '-', 'bob', ' ', '  ', '\t', '\x0b', '[', ']', '[01/Dec/2026:10:00:00 +0000]',
+                           '"', '\\', '\\"', 'GET /a?b=1 HTTP/1.1', '200', '404', '12', '7.5', 'rt=', '.', 'é', 'x',
+                           '"-"'])
+_TEMPLATE = ['1.2.3.4', ' ', '-', ' ', 'bob', ' ', '[01/Dec/2026:10:00:00 +0000]', ' ', '"', 'GET /a?b=1 HTTP/1.1', '"',
+             ' ', '200', ' ', '12', ' ', '"-"', ' ', '"', 'Mozilla "x"', '"', ' ', 'rt=', '7.5', ' ', 'x']
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_TEMPLATE)), _PIECES, st.booleans()), max_size=4),
+       st.integers(10, len(_TEMPLATE)))
+def test_the_compiled_reader_of_access_lines_finds_what_the_expression_finds(edits, length):
+    """Lines near the combined format, edited by inserting or replacing pieces (quotes, escapes,
+    brackets, spaces of every kind): the compiled reader's fields are the regular expression's."""
+    from logpipe.sources.files import combined
+    from logpipe.sources.files.parse import _COMBINED
+    from logpipe.sources.text import groups
+
+    pieces = list(_TEMPLATE[:length])
+    for at, piece, replace in edits:
+        at = min(at, len(pieces))
+        pieces[at:at + int(replace)] = [piece]
+    text = pa.array(["".join(pieces), "".join(_TEMPLATE)], pa.string())
+    found, _ = combined.fields(text)
+    expected = groups(text, _COMBINED)
+    assert {k: v.to_pylist() for k, v in found.items()} == {k: v.to_pylist() for k, v in expected.items()}
+
+
+def test_the_file_source_table_in_the_docs_is_the_config_model():
+    """docs/sources.md lists every FileSourceConfig field, in order, with its default."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from logpipe.sources.files.config import FileSourceConfig
+
+    doc = (Path(__file__).parents[3] / "docs" / "sources.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", doc, re.M)
+    documented = {name: default.strip() for name, default in rows if name in FileSourceConfig.__dataclass_fields__}
+    fields = dataclasses.fields(FileSourceConfig)
+    assert list(documented) == [f.name for f in fields]
+    for f in fields:
+        if f.default not in (dataclasses.MISSING, None, ""):  # else: (required), (none), (empty), prose
+            assert documented[f.name] == f"`{f.default}`", f.name

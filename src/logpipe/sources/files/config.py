@@ -28,5 +28,5 @@ class FileSourceConfig:
     multiline_timeout_s: float = 1.0
     timezone: str | None = None
     poll_interval_s: float = 0.25
-    chunk_bytes: int = 4 << 20
+    chunk_bytes: int = 8 << 20
     fingerprint_bytes: int = 1024

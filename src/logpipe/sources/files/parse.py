@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logpipe.events import TS_TYPE
+from logpipe.sources.files import combined
 from logpipe.sources.text import as_text, empty_to_null, groups, reason_column, string_map
 from logpipe.transport.intake import Records
 
@@ -50,7 +51,7 @@ def _each_distinct(column: pa.Array, convert) -> pa.Array:
 def nginx_records(lines: pa.Array, service: str = NGINX_SERVICE) -> Records:
     text, raw, bad = as_text(lines, "nginx")
     n = len(text)
-    line = groups(text, _COMBINED)
+    line, _ = combined.fields(text)  # what groups(text, _COMBINED) finds, in a fraction of its time
     matched = line["status"].is_valid().to_numpy(zero_copy_only=False)
     valid_text = text.is_valid().to_numpy(zero_copy_only=False)
     bad += [(int(i), "nginx: not a combined or common access log line")

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -43,7 +43,7 @@ from logpipe.transport.intake import IngestResult, Intake, KeyReused, Overloaded
 log = logging.getLogger(__name__)
 COMPONENT = "file"
 SOURCE = "file"
-MAX_IN_FLIGHT = 2  # chunks per file handed on and not yet acknowledged
+MAX_IN_FLIGHT = 4  # chunks per file handed on and not yet acknowledged
 OVERSIZED_KEPT = 64 << 10  # what a dead letter keeps of a line longer than a chunk
 RETRY_S = 1.0
 
@@ -123,8 +123,18 @@ class FileSource:
                 progressed = False
             metrics.FILES_FOLLOWED.labels(component=COMPONENT).set(len(self.followed))
             if not progressed:
-                self._stop.wait(self.config.poll_interval_s)
+                self._idle()
         self._drain()
+
+    def _idle(self) -> None:
+        """Until the next round: the first acknowledgement of a chunk in flight (a full pipeline moves
+        on as soon as the engine answers, not a poll interval later), else the poll interval."""
+        pending = [chunk.future for followed in self.followed.values() for chunk in followed.in_flight
+                   if chunk.future is not None and not chunk.future.done()]
+        if pending:
+            wait(pending, timeout=self.config.poll_interval_s, return_when=FIRST_COMPLETED)
+        else:
+            self._stop.wait(self.config.poll_interval_s)
 
     def _drain(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from logpipe.events import TS_TYPE
+from logpipe.sources import spans
 from logpipe.sources.otlp import wire
 from logpipe.transport.intake import Records
 
@@ -208,10 +209,7 @@ def _records_of_wire(body: bytes) -> Records | None:
 
 def _assembled(data: np.ndarray, rec: np.ndarray, att: np.ndarray, scopes: np.ndarray, n_resources: int) -> Records:
     def strings(starts: np.ndarray, lengths: np.ndarray, as_hex: bool = False) -> pa.Array:
-        offsets, out = wire.gather(data, np.ascontiguousarray(starts), np.ascontiguousarray(lengths), as_hex)
-        array = pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(out))
-        array.validate(full=True)
-        return array
+        return spans.strings(data, starts, lengths, as_hex=as_hex)
 
     n = len(rec)
     kinds = att[:, wire._A_KIND]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from logpipe.sources.spans import strings
+
 NONE, STRING, BOOL, INT = 0, 1, 2, 3  # an AnyValue's kind, as far as this reader goes
 RESOURCE, SCOPE, RECORD = 0, 1, 2  # the owner of an attribute
 # per record: resource, scope, time, observed time, severity number, then (start, length) of severity
@@ -226,29 +228,6 @@ def scan(body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, i
     return data, records, attributes, scopes, n_res
 
 
-@njit(cache=True, nogil=True)
-def gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, as_hex: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of the spans back to back, each byte as two hex digits when ``as_hex``."""
-    width = 2 if as_hex else 1
-    offsets = np.zeros(len(starts) + 1, dtype=np.int32)
-    for i in range(len(starts)):
-        offsets[i + 1] = offsets[i] + width * lengths[i]
-    out = np.empty(offsets[-1], dtype=np.uint8)
-    for i in range(len(starts)):
-        at = offsets[i]
-        for j in range(lengths[i]):
-            byte = data[starts[i] + j]
-            if as_hex:
-                high, low = byte >> 4, byte & 15
-                out[at] = high + 48 if high < 10 else high + 87
-                out[at + 1] = low + 48 if low < 10 else low + 87
-                at += 2
-            else:
-                out[at] = byte
-                at += 1
-    return offsets, out
-
-
 def prepare() -> None:
     """Load the reader (on a fresh machine, compile it: a few seconds, then cached), so that the first
     request does not wait for it past its exporter's timeout. The receiver calls this as it starts."""
@@ -266,4 +245,4 @@ def prepare() -> None:
     record.attributes.append(KeyValue(key="i", value=AnyValue(int_value=-1)))
     scanned = scan(request.SerializeToString())
     assert scanned is not None
-    gather(scanned[0], scanned[1][:, _R_TRACE], scanned[1][:, _R_TRACE + 1], True)
+    strings(scanned[0], scanned[1][:, _R_TRACE], scanned[1][:, _R_TRACE + 1], as_hex=True)
