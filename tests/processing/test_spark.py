@@ -88,6 +88,19 @@ def _refused_reason(reason: str, database: str) -> str:
     return reason.replace(database, "<db>").split(" (")[0] if "rejected by the store" in reason else reason
 
 
+def _drain_with_the_kafka_processor(config, store: Store) -> None:
+    """The embedded Kafka processor, run until the group has consumed everything produced."""
+    embedded = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
+                              ProcessorConfig(batch_max_rows=10_000, flush_interval_s=0.3))
+    thread = threading.Thread(target=embedded.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: caught_up(config), 120)
+    finally:
+        embedded.stop()
+        thread.join(60)
+
+
 def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store,
                                                                                      tmp_path):
     """The Kafka processor, Spark and the embedded processor read the same corpus (valid, edge and
@@ -107,15 +120,7 @@ def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_co
     producer.close()
     after = produce_traffic(config, 3_000, seed=41)  # the stream goes on after the malformed ones
 
-    embedded = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
-                              ProcessorConfig(batch_max_rows=10_000, flush_interval_s=0.3))
-    thread = threading.Thread(target=embedded.run)
-    thread.start()
-    try:
-        assert wait_for(lambda: caught_up(config), 120)
-    finally:
-        embedded.stop()
-        thread.join(60)
+    _drain_with_the_kafka_processor(config, store)
 
     spark_store = _second_store(store)
     refuse_poison(spark_store)
@@ -191,15 +196,7 @@ def test_spark_reads_the_sender_source_and_refusal_headers_as_the_kafka_processo
     producer.send_raw([plain], [system], [None]).result(30)
     producer.close()
 
-    embedded = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
-                              ProcessorConfig(batch_max_rows=10_000, flush_interval_s=0.3))
-    thread = threading.Thread(target=embedded.run)
-    thread.start()
-    try:
-        assert wait_for(lambda: caught_up(config), 120)
-    finally:
-        embedded.stop()
-        thread.join(60)
+    _drain_with_the_kafka_processor(config, store)
     spark_store = _second_store(store)
     query = start_query(spark, spark_store, config, _spark_config(tmp_path), "python")
     query.processAllAvailable()
