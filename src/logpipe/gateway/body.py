@@ -109,8 +109,8 @@ def _unzstd(body: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
-def to_ndjson(body: bytes) -> tuple[bytes, int]:
-    """Any accepted body shape (a JSON object, a JSON array, NDJSON) as NDJSON plus its record count;
+def to_ndjson(body: bytes) -> bytes:
+    """Any accepted body shape (a JSON object, a JSON array, NDJSON) as NDJSON ending in a newline;
     raises ValueError when unusable."""
     # a body already in shape (content from its first byte to one final newline) is handed on as it
     # came: stripping and joining copied it twice, and several copies of each large post in flight
@@ -132,38 +132,30 @@ def to_ndjson(body: bytes) -> tuple[bytes, int]:
                 lines.append(orjson.dumps(item) + b"\n")
             except orjson.JSONEncodeError as exc:  # nested past orjson's 255 levels
                 raise ValueError(f"item {index}: {exc}") from exc
-        return b"".join(lines), len(items)
+        return b"".join(lines)
     if text[:1] == b"{":
         try:
             single = orjson.loads(text)
         except orjson.JSONDecodeError:
             pass  # NDJSON: more than one document
         else:
-            return orjson.dumps(single) + b"\n", 1
-    payload = text if in_shape else text + b"\n"
-    return payload, nonblank_lines(payload)
+            return orjson.dumps(single) + b"\n"
+    return text if in_shape else text + b"\n"
 
 
 _IS_CONTENT = np.ones(256, dtype=bool)
 _IS_CONTENT[list(b" \t\n\r\x0b\x0c")] = False  # what bytes.strip() strips
 
 
-def nonblank_lines(ndjson: bytes) -> int:
-    """How many lines of ``ndjson`` (which ends with a newline) hold more than whitespace."""
+def line_stats(ndjson: bytes) -> tuple[int, int, int]:
+    """(lines holding more than whitespace, position of the longest line among all lines, its length in
+    bytes) of an NDJSON document ending in a newline: the record count and the largest event, in one
+    pass over the line ends."""
     data = np.frombuffer(ndjson, dtype=np.uint8)
     ends = np.flatnonzero(data == 10)
     if not len(ends):
-        return 0
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    return int(np.count_nonzero(np.logical_or.reduceat(_IS_CONTENT[data], starts)))
-
-
-def largest_event(ndjson: bytes) -> tuple[int, int]:
-    """(position among the lines, length in bytes) of the longest line of an NDJSON document."""
-    data = np.frombuffer(ndjson, dtype=np.uint8)
-    ends = np.flatnonzero(data == 10)
-    if not len(ends):
-        return 0, len(data)
+        return 0, 0, len(data)
     lengths = np.diff(ends, prepend=-1) - 1
     longest = int(np.argmax(lengths))
-    return longest, int(lengths[longest])
+    count = int(np.count_nonzero(np.logical_or.reduceat(_IS_CONTENT[data], ends - lengths)))
+    return count, longest, int(lengths[longest])

@@ -39,15 +39,19 @@ class Services:
     in_flight: InFlight = field(default_factory=lambda: InFlight(64 << 20))
 
 
+def _present(service: Any, missing: str) -> Any:
+    """What a route depends on, or 404 where this process does not run it."""
+    if service is None:
+        raise HTTPException(404, missing)
+    return service
+
+
 def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 def get_intake(request: Request) -> Intake:
-    intake = get_services(request).intake
-    if intake is None:
-        raise HTTPException(404, "this process takes no logs")
-    return intake
+    return _present(get_services(request).intake, "this process takes no logs")
 
 
 def get_store(request: Request) -> Store:
@@ -59,17 +63,11 @@ def get_store(request: Request) -> Store:
 
 
 def get_simulator(request: Request) -> SimulatorRunner:
-    simulator = get_services(request).simulator
-    if simulator is None:
-        raise HTTPException(404, "no simulator in this process")
-    return simulator
+    return _present(get_services(request).simulator, "no simulator in this process")
 
 
 def get_processor(request: Request) -> Processor:
-    processor = get_services(request).processor
-    if processor is None:
-        raise HTTPException(404, "no embedded processor in this process")
-    return processor
+    return _present(get_services(request).processor, "no embedded processor in this process")
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

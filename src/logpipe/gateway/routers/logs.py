@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from logpipe.auth.tokens import Identity
-from logpipe.gateway.body import BodyTooLarge, UnsupportedEncoding, decompressed, largest_event, read_body, to_ndjson
+from logpipe.gateway.body import BodyTooLarge, UnsupportedEncoding, decompressed, line_stats, read_body, to_ndjson
 from logpipe.gateway.deps import IntakeDep, Services, ServicesDep
 from logpipe.gateway.security import Ingest
 from logpipe.transport.intake import Intake, KeyReused, Overloaded, ShuttingDown
@@ -58,7 +58,8 @@ async def _ingest(request: Request, services: Services, intake: Intake, sender: 
         body = await read_body(request, config.max_body_bytes)
         body = await run_in_threadpool(decompressed, body, request.headers.get("content-encoding", ""),
                                        config.max_body_bytes)
-        payload, count = to_ndjson(body)
+        payload = to_ndjson(body)
+        count, line, size = line_stats(payload)
     except BodyTooLarge as exc:
         raise HTTPException(413, f"{exc} (LOGPIPE_MAX_BODY_BYTES)") from None
     except UnsupportedEncoding as exc:
@@ -67,7 +68,6 @@ async def _ingest(request: Request, services: Services, intake: Intake, sender: 
         raise HTTPException(400, str(exc)) from None
     if count == 0:
         return JSONResponse({"accepted": 0, "rejected": 0, "errors": []})
-    line, size = largest_event(payload)
     if size > config.max_event_bytes:
         raise HTTPException(413, f"line {line} is an event of {size:,} bytes, more than the "
                             f"{config.max_event_bytes:,} of LOGPIPE_MAX_EVENT_BYTES")
