@@ -20,6 +20,7 @@ from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from tests.conftest import free_port
 from tests.kafka_support import caught_up, headers, kafka_test_config, produce_traffic, start_processor, wait_for
 from tests.processing.test_contract import POISON
+from tests.warehouse.test_dimensions import dimension_pairs
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +70,9 @@ def test_a_poison_batch_under_kill_9_stores_every_good_row_once_and_dead_letters
         os.kill(victim, signal.SIGKILL)
         assert wait_for(lambda: caught_up(config), 180), (tmp_path / "process.log").read_text()[-3000:]
         assert _rows(port, env, "SELECT count(), uniqExact(event_id) FROM analytics.fact_log") == [[good, good]]
+        for dimension, from_facts in dimension_pairs():  # replayed after the kill: none counted twice or lost
+            assert _rows(port, env, dimension.replace("{db}", "analytics")) == _rows(
+                port, env, from_facts.replace("{db}", "analytics"))
         dead = _rows(port, env, "SELECT uniqExact(offset), count(), countIf(startsWith(reason, "
                                 "'rejected by the store: ') AND position(reason, 'refuse_poison') > 0) "
                                 "FROM analytics.dead_letter")
@@ -97,6 +101,7 @@ def test_an_idempotent_post_retried_after_a_crash_is_stored_once(logpipe_factory
     assert retried.status_code == 200 and retried.json()["accepted"] == 200
     assert again.query(f"SELECT count(), uniqExact(event_id) FROM analytics.fact_log "
                        f"WHERE startsWith(event_id, '{run}-')") == [[200, 200]]
+    assert again.query("SELECT service, events FROM analytics.dim_service") == [["auth", 200]]
     assert again.stop() == 0
 
 

@@ -27,6 +27,7 @@ from logpipe.sources.otlp.config import OtlpConfig
 from logpipe.sources.syslog.config import SyslogConfig
 from logpipe.transport.kafka import KafkaConfig
 from logpipe.warehouse.config import QueryLimits, WarehouseConfig
+from logpipe.warehouse.dimensions import DimensionConfig
 
 CONFIG_FILE_ENV = "LOGPIPE_CONFIG"
 
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
         "session, read-only."))
     clickhouse_read_password: SecretStr | None = Field(None, description="Its password.")
     retention_days: int = Field(30, ge=1, description="TTL of fact and dead-letter rows, in days.")
+    clickhouse_dictionary_user: str = Field("", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", description=(
+        "ClickHouse server user the dictionaries over the dimension tables read them as: no password, "
+        "local connections only, SELECT on those tables (`deploy/clickhouse/users.d/logpipe.xml`); empty: "
+        "the server's `default` user."))
+    dim_sync_s: float = Field(DimensionConfig.sync_s, ge=0, description=(
+        "Seconds between dimension syncs (service catalog, calendar, dictionary reload), run by every "
+        "engine; 0 turns them off (the dimension tables still follow the stream)."))
+    service_catalog: Path | None = Field(None, description=(
+        "YAML file of tier, team and owner per service (docs/dimensions.md), applied at the next sync "
+        "after it changes."))
 
     sim_enabled: bool = Field(True, description="Run the built-in traffic simulator in `logpipe up`.")
     sim_rate: float = Field(2000.0, ge=0, description="Simulated events per second (daily mean when diurnal).")
@@ -196,7 +207,10 @@ class Settings(BaseSettings):
                                password=_secret(self.clickhouse_password),
                                read_user=self.clickhouse_read_user,
                                read_password=_secret(self.clickhouse_read_password), limits=limits,
-                               api_token=owner_token)
+                               api_token=owner_token, dictionary_user=self.clickhouse_dictionary_user)
+
+    def dimensions(self) -> DimensionConfig:
+        return DimensionConfig(sync_s=self.dim_sync_s, catalog=self.service_catalog)
 
     def auth(self) -> AuthConfig:
         tokens = {role: _secret(token) for role, token in

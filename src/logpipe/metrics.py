@@ -68,6 +68,11 @@ WATCHDOG_CONTAINER_ALERTS = Counter("logpipe_watchdog_container_alerts",
 WATCHDOG_NOTIFICATIONS = Counter("logpipe_watchdog_notifications", "Alert messages by notifier and outcome.",
                                  ["notifier", "outcome"], registry=REGISTRY)
 
+DIMENSION_SYNCS = Counter("logpipe_dimension_syncs", "Dimension syncs (catalog, calendar, dictionaries) by result: "
+                          "ok or error.", ["result"], registry=REGISTRY)
+DIMENSION_SYNC_SECONDS = Histogram("logpipe_dimension_sync_seconds", "Time one dimension sync took.",
+                                   registry=REGISTRY, buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
+
 COMPONENT_METRICS = (EVENTS_RECEIVED, EVENTS_SENT, EVENTS_ERRORS, EVENTS_DROPPED, BYTES_RECEIVED)
 
 

@@ -163,11 +163,13 @@ def test_the_ports_and_volumes_in_the_deployment_guide_match_compose():
 
 def test_clickhouse_init_sql_is_the_schema_the_application_applies(tmp_path):
     out = tmp_path / "schema.sql"
-    subprocess.run([*LOGPIPE, "schema", "export", "--out", str(out)], check=True, capture_output=True)
+    dictionary_user = ["--dictionary-user", COMPOSE["x-logpipe-env"]["LOGPIPE_CLICKHOUSE_DICTIONARY_USER"]]
+    subprocess.run([*LOGPIPE, "schema", "export", *dictionary_user, "--out", str(out)], check=True,
+                   capture_output=True)
     assert out.read_text() == (DEPLOY / "clickhouse" / "initdb" / "001_schema.sql").read_text()
     cluster = tmp_path / "cluster.sql"
-    subprocess.run([*LOGPIPE, "schema", "export", "--cluster", "logpipe", "--out", str(cluster)], check=True,
-                   capture_output=True)
+    subprocess.run([*LOGPIPE, "schema", "export", "--cluster", "logpipe", *dictionary_user, "--out", str(cluster)],
+                   check=True, capture_output=True)
     assert cluster.read_text() == (DEPLOY / "clickhouse" / "cluster" / "schema.sql").read_text()
     mounts = COMPOSE["services"]["clickhouse"]["volumes"]
     assert "./clickhouse/initdb:/docker-entrypoint-initdb.d:ro" in mounts
@@ -180,8 +182,38 @@ def test_the_init_sql_runs_on_clickhouse(store):
         if body:
             store.command(body)
     tables = store.query_rows(f"SELECT name FROM system.tables WHERE database = '{store.database}' ORDER BY name")[1]
-    assert [t for (t,) in tables] == ["alerts", "dead_letter", "fact_log", "fact_log_1m",
-                                        "fact_log_1m_source_mv"]
+    assert [t for (t,) in tables] == [
+        "alerts", "dead_letter", "dict_host", "dict_service", "dict_status", "dim_endpoint", "dim_endpoint_seen",
+        "dim_endpoint_seen_mv", "dim_host", "dim_host_seen", "dim_host_seen_mv", "dim_service",
+        "dim_service_catalog", "dim_service_seen", "dim_service_seen_mv", "dim_status", "dim_time", "fact_log",
+        "fact_log_1m", "fact_log_1m_source_mv"]
+    assert store.scalar(f"SELECT count() FROM {store.database}.dim_status") == 501
+
+
+def test_the_dictionaries_load_as_a_local_passwordless_user_that_reads_only_their_tables():
+    import xml.etree.ElementTree as ET
+
+    from logpipe.warehouse.store import schema_statements
+
+    env = COMPOSE["x-logpipe-env"]
+    name = env["LOGPIPE_CLICKHOUSE_DICTIONARY_USER"]
+    user = ET.parse(DEPLOY / "clickhouse" / "users.d" / "logpipe.xml").getroot().find(f"users/{name}")
+    assert user.find("no_password") is not None
+    assert sorted(ip.text for ip in user.findall("networks/ip")) == ["127.0.0.1", "::1"]
+    assert user.findtext("profile") == "logpipe_reader"  # readonly
+    schema = dict(schema_statements("analytics", 30, name))
+    views = {re.search(r"CREATE VIEW IF NOT EXISTS analytics\.(\w+)", sql).group(1): sql
+             for sql in schema.values() if "CREATE VIEW" in sql}
+    read: set[str] = set()
+    for sql in (sql for sql in schema.values() if "CREATE DICTIONARY" in sql):
+        assert f"USER '{name}' QUERY" in sql
+        for table in re.findall(r"FROM analytics\.(\w+)", sql):
+            read.add(table)
+            read.update(re.findall(r"FROM analytics\.(\w+)", views.get(table, "")))
+    assert sorted(q.text for q in user.findall("grants/query")) == sorted(f"GRANT SELECT ON analytics.{t}"
+                                                                          for t in read)
+    init = (DEPLOY / "clickhouse" / "initdb" / "001_schema.sql").read_text()
+    assert init.count(f"USER '{name}'") == 3
 
 
 def test_grafana_provisioning_is_mounted_and_refers_to_what_exists():

@@ -29,6 +29,7 @@ from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
 from tests.conftest import LOGPIPE, free_port
 from tests.kafka_support import caught_up, headers, kafka_test_config, produce_traffic, wait_for
+from tests.warehouse.test_dimensions import SERVICE_ROWS, dimension_pairs
 
 CORPUS = Path(__file__).with_name("golden_corpus.ndjson")
 UNDECODABLE = [b"\xff\xfe not utf-8", b""]
@@ -82,6 +83,10 @@ def _comparable(rows: list[tuple], columns: list[str]) -> list[tuple]:
     kept = [tuple(v if not (i == event_id and not str(v).startswith("g-")) else "(generated)"
                   for i, v in enumerate(row) if i not in skip) for row in rows]
     return sorted(kept, key=repr)
+
+
+def _in(store: Store, sql: str) -> list[tuple]:
+    return store.query_rows(sql.replace("{db}", store.database))[1]
 
 
 def _refused_reason(reason: str, database: str) -> str:
@@ -168,6 +173,13 @@ def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_co
     assert set(http_reasons) <= set(kafka_reasons) and sum("rejected by the store" in r for r in http_reasons) == 1
     ids = {row[0] for row in embedded_facts}
     assert {"g-01", "g-20", f"{topic}:"} - ids == {f"{topic}:"}  # ids were kept; missing ones named by offset
+    # the dimensions: the same rows from Spark as from the Kafka processor, and each store's are its facts'
+    for dimension, from_facts in dimension_pairs():
+        kafka_rows = _in(store, dimension)
+        assert kafka_rows and _in(spark_store, dimension) == kafka_rows
+        for each in (store, spark_store, http_store):
+            assert _in(each, dimension) == _in(each, from_facts)
+    assert _in(http_store, SERVICE_ROWS) != []
     assert sum(1 for i in ids if i.startswith(f"{topic}:")) == 2
 
 

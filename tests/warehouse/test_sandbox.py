@@ -36,7 +36,11 @@ REFUSED = {
     "SELECT * FROM input('a String')": "table function input()",
     "SELECT * FROM (SELECT * FROM url('http://127.0.0.1:9/x', CSV))": "table function url()",
     "SELECT arrayMap(x -> file(x), ['/etc/passwd'])": "function file()",
-    "SELECT dictGet('d', 'v', 1)": "function dictGet()",
+    "SELECT dictGet('d', 'v', 1)": "dictGet() reads only the dictionaries",
+    "SELECT dictGet('{other}.dict_status', 'reason', 1)": "dictGet() reads only the dictionaries",
+    "SELECT dictGetOrDefault(concat('dict_', 'status'), 'reason', 1, '')": "dictGetOrDefault() reads only",
+    "SELECT dictHas(lower('DICT_HOST'), 'h')": "dictHas() reads only",
+    "SELECT dictIsIn('dict_status', 1, 2)": "function dictIsIn()",
     "SELECT joinGet('t', 'v', 1)": "function joinGet()",
     "SELECT getServerSetting('path')": "function getServerSetting()",
     "SELECT sleepEachRow(3) FROM numbers(10)": "function sleepEachRow()",
@@ -105,6 +109,8 @@ def test_reads_of_the_analytics_database_run_and_unqualified_tables_are_its_own(
     assert store.query_user("SELECT sum(number) FROM numbers(10)")[1] == [(45,)]
     assert store.query_user("SELECT domain('https://example.com/x'), upper('a'), 7 % 3")[1] == [("example.com", "A", 1)]
     assert store.query_user("EXPLAIN SELECT count() FROM alerts")[1]
+    assert store.query_user(f"SELECT dictGet('{db}.dict_status', 'reason', toUInt64(404)), "
+                            "dictGetOrDefault('dict_status', 'class', toUInt64(503), '')")[1] == [("Not Found", "5xx")]
     # a table of the other database is not reachable unqualified either: the session reads analytics
     with pytest.raises(StoreError) as missing:
         store.query_user("SELECT * FROM secret")

@@ -29,6 +29,7 @@ from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.transport.kafka import ensure_topics
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.connect import open_store
+from logpipe.warehouse.dimensions import start_sync
 from logpipe.warehouse.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def run_worker(settings: Settings, port: int) -> int:
     processor = KafkaProcessor(settings.kafka_config(), store, fact_sink(store), dead_letter_sink(store),
                                settings.processor())
     running = threading.Event()
+    dimensions = start_sync(store, settings.dimensions(), settings.retention_days)
 
     def health() -> dict[str, Any]:
         return stage_health(store, "processor", running.is_set(), exceptions=processor.exceptions,
@@ -73,6 +75,8 @@ def run_worker(settings: Settings, port: int) -> int:
         processor.run()
     finally:
         running.clear()
+        if dimensions is not None:
+            dimensions.stop()
         server.stop()
         store.close()
     return 0
@@ -114,6 +118,8 @@ class Supervisor:
             address = f"logpipe+http://{local_address(self.settings.http_host)}:{self.port}"
             self.worker_env["LOGPIPE_CLICKHOUSE_URL"] = address
         ensure_topics(self.settings.kafka_config())
+        dimensions = (start_sync(self.store, self.settings.dimensions(), self.settings.retention_days)
+                      if self.store is not None else None)
         server = BackgroundServer(create_store_app(self.store, self.health, self.tokens), self.settings.http_host,
                                   self.port).start()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,6 +132,8 @@ class Supervisor:
                     self._restart_if_dead(worker)
         finally:
             self._stop_workers()
+            if dimensions is not None:
+                dimensions.stop()
             server.stop()
             if self.store is not None:
                 self.store.close()

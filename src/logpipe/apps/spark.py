@@ -15,6 +15,7 @@ from logpipe.gateway.app import create_store_app
 from logpipe.gateway.server import BackgroundServer
 from logpipe.processing.spark.job import spark_session, start_query
 from logpipe.processing.spark.listener import ProgressListener
+from logpipe.warehouse.dimensions import start_sync
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def run(settings: Settings) -> int:
     listener = ProgressListener()
     spark.streams.addListener(listener)
     query = start_query(spark, store, settings.kafka_config(), config, config.source, settings.processor().rules)
+    dimensions = start_sync(store, settings.dimensions(), settings.retention_days)  # in the driver, beside the query
 
     def health() -> dict[str, Any]:
         return stage_health(store, "spark_query", query.isActive, id=query.id, failure=listener.failure)
@@ -52,6 +54,8 @@ def run(settings: Settings) -> int:
         if query.isActive:
             log.info("stopping the spark query (the batch in flight is replayed on restart)")
             query.stop()
+        if dimensions is not None:
+            dimensions.stop()
         server.stop()
         spark.stop()
         store.close()

@@ -39,6 +39,7 @@ from logpipe.transport.intake import IngestResult, Overloaded, RecentKeys, Recor
 from logpipe.transport.kafka import KafkaConfig, topics_for
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.connect import open_store
+from logpipe.warehouse.dimensions import DimensionSync, start_sync
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class EmbeddedEngine:
     def __init__(self, store: Warehouse, config: ProcessorConfig):
         self.channel = Channel(config.queue_max_events, config.queue_max_bytes)
         self.processor = Processor(self.channel, Sinks(fact_sink(store), [dead_letter_sink(store)]), config)
+
+    writes_store = True
 
     def start(self) -> None:
         self.processor.start()
@@ -107,6 +110,10 @@ class KafkaEngine:
         self.producer = None
         self.processor = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def writes_store(self) -> bool:
+        return self.store is not None
 
     def start(self) -> None:
         from logpipe.processing.kafka_processor import KafkaProcessor
@@ -252,6 +259,7 @@ class Pipeline:
         self.simulator = SimulatorRunner(settings.simulator(), self.engine.emit)
         self.recent_keys = RecentKeys(settings.idempotency_keep_s)
         self.watchdog = None
+        self.dimensions: DimensionSync | None = None
         self.sources: list[Any] = []
         self.history = PipelineHistory(self.stats)
         metrics.register_component("gateway")
@@ -269,6 +277,8 @@ class Pipeline:
             metrics.COMPONENT_UP.labels(component="store").set(1)
         metrics.COMPONENT_UP.labels(component="gateway").set(1)
         self.engine.start()
+        if self.engine.writes_store:
+            self.dimensions = start_sync(self.store, self.settings.dimensions(), self.settings.retention_days)
         self._start_sources()
         self.simulator.start()
         self.history.start()
@@ -292,6 +302,8 @@ class Pipeline:
         self.sources.clear()
         self.simulator.stop()
         self.engine.stop()
+        if self.dimensions is not None:
+            self.dimensions.stop()
         if self.store is not None:
             self.store.close()
             metrics.COMPONENT_UP.labels(component="store").set(0)

@@ -36,6 +36,7 @@ class WarehouseConfig:
     read_password: str = field(default="", repr=False)
     limits: QueryLimits = field(default_factory=QueryLimits)
     api_token: str = field(default="", repr=False)  # what a logpipe+http:// store is called with (admin role)
+    dictionary_user: str = ""  # a server's user the dictionaries read as; empty: its default user
 
     @property
     def embedded(self) -> bool:

@@ -23,11 +23,23 @@ MAX_INSERTED_OFFSET = ("SELECT maxOrNull(offset) FROM {db}.fact_log "
                        "WHERE source = 'kafka' AND topic = {topic:String} AND partition = {partition:Int32}")
 
 # The dashboard's service menu, and the Grafana dashboard's service variable.
-SERVICES = "SELECT DISTINCT service FROM {db}.fact_log_1m WHERE minute > now() - INTERVAL 1 DAY ORDER BY service"
-SERVICES_ALL_TIME = "SELECT DISTINCT service FROM {db}.fact_log_1m ORDER BY service"
+SERVICES = "SELECT service FROM {db}.dim_service WHERE last_seen > now() - INTERVAL 1 DAY ORDER BY service"
+SERVICES_ALL_TIME = "SELECT service FROM {db}.dim_service ORDER BY service"
 SOURCES = ("SELECT DISTINCT source FROM {db}.fact_log_1m WHERE minute > now() - INTERVAL 1 DAY AND source != '' "
            "ORDER BY source")
 SOURCES_ALL_TIME = "SELECT DISTINCT source FROM {db}.fact_log_1m WHERE source != '' ORDER BY source"
+
+# The dimension sync (warehouse/dimensions.py); the dimension tables and dictionaries are in sql/.
+DICTIONARIES = ("dict_service", "dict_status", "dict_host")
+RELOAD_DICTIONARY = "SYSTEM RELOAD DICTIONARY {db}.{name}"  # name: one of DICTIONARIES (str.format)
+CATALOG_ENTRIES = "SELECT service, tier, team, owner, version FROM {db}.dim_service_catalog FINAL"
+# The hours from {start} (epoch seconds) on, {hours} of them, that the calendar lacks.
+EXTEND_CALENDAR = (
+    "INSERT INTO {db}.dim_time SELECT hour, toDate(hour), toHour(hour), toDayOfWeek(hour), dateName('weekday', hour), "
+    "toDayOfWeek(hour) >= 6, toISOWeek(hour), toISOYear(hour), toMonth(hour), toQuarter(hour), toYear(hour) "
+    "FROM (SELECT toDateTime({start:UInt32}, 'UTC') + toIntervalHour(number) AS hour FROM numbers({hours:UInt32})) "
+    "WHERE hour NOT IN (SELECT hour FROM {db}.dim_time WHERE hour >= toDateTime({start:UInt32}, 'UTC'))")
+CALENDAR_HOURS = "SELECT count() FROM {db}.dim_time WHERE hour >= toDateTime({start:UInt32}, 'UTC')"
 
 # The alerts firing now (`logpipe alerts`).
 ACTIVE_ALERTS = (

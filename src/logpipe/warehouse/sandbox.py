@@ -9,8 +9,9 @@ module walks that AST and refuses, with the reason, anything but a read of the a
   database, also not through ``IN db.table``;
 - table functions: an allowlist of ones that generate rows (``numbers``, ``values``, ...); ``file``,
   ``url``, ``remote``, ``executable``, ``s3``, ``merge``, ``python`` and the others are refused;
-- functions that read files, the network, dictionaries, other tables or the server's configuration
-  (``file``, ``dictGet``, ``joinGet``, ``getServerSetting``, the AI and machine-learning ones, ...);
+- functions that read files, the network, other tables or the server's configuration (``file``,
+  ``joinGet``, ``getServerSetting``, the AI and machine-learning ones, ...); ``dictGet`` and ``dictHas``
+  only of logpipe's dictionaries over the dimension tables, named by a string literal;
 - AST node types outside a list of the ones SELECT queries are made of;
 - query parameters that are not bound as ``{name:Type}`` placeholders.
 
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+from logpipe.warehouse.queries import DICTIONARIES
 
 
 class QueryRefused(ValueError):
@@ -68,6 +71,9 @@ DENIED_PREFIXES = ("dictget", "dicthas", "dictisin", "joinget", "region", "ai")
 DENIED_CATEGORIES = ("Dictionary", "Embedded Dictionary", "Introspection", "Machine Learning", "AI")
 IN_FUNCTIONS = frozenset({"in", "notin", "globalin", "globalnotin", "nullin", "notnullin", "globalnullin",
                           "globalnotnullin"})
+
+
+LOOKUPS = ("dictget", "dicthas")  # of logpipe's dictionaries only (_check_lookup)
 
 
 def function_denied(name: str) -> bool:
@@ -144,6 +150,9 @@ def _check_function(node: dict[str, Any], key: str | None, database: str) -> Non
         if name.lower() not in TABLE_FUNCTIONS:
             raise QueryRefused(f"table function {name}() is not allowed; allowed: {', '.join(sorted(TABLE_FUNCTIONS))}")
         return
+    if name.lower().startswith(LOOKUPS):
+        _check_lookup(node, name, database)
+        return
     if function_denied(name):
         raise QueryRefused(f"function {name}() is not allowed in a query here")
     if name.lower() in IN_FUNCTIONS:
@@ -152,6 +161,17 @@ def _check_function(node: dict[str, Any], key: str | None, database: str) -> Non
             parts = arguments[1].get("name_parts") or []
             if len(parts) >= 2:  # `x IN db.table` reads the table
                 _check_qualified(str(parts[0]), str(parts[-1]), database)
+
+
+def _check_lookup(node: dict[str, Any], name: str, database: str) -> None:
+    arguments = (node.get("arguments") or {}).get("children") or []
+    first = arguments[0] if arguments else {}
+    value = (first.get("value") or {}) if first.get("type") == "Literal" else {}
+    dictionary = value.get("value") if value.get("field_type") == "String" else None
+    allowed = {*DICTIONARIES, *(f"{database}.{d}" for d in DICTIONARIES)}
+    if dictionary not in allowed:
+        raise QueryRefused(f"{name}() reads only the dictionaries {', '.join(sorted(DICTIONARIES))}, named by a "
+                           "string literal")
 
 
 def _statement_name(kind: object) -> str:

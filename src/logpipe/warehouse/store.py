@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -78,14 +79,19 @@ def _settings_clause(settings: dict[str, Any]) -> str:
                      for name, value in settings.items())
 
 
-def schema_statements(database: str, retention_days: int) -> list[tuple[str, str]]:
-    """The DDL files of ``warehouse/sql`` in order, with their parameters filled in."""
+def schema_statements(database: str, retention_days: int, dictionary_user: str = "") -> list[tuple[str, str]]:
+    """The DDL files of ``warehouse/sql`` in order, with their parameters filled in. ``dictionary_user``:
+    the ClickHouse user the dictionaries read their tables as (empty: the server's default user, and
+    the only choice of the embedded engine, which has no users)."""
+    if dictionary_user and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", dictionary_user):
+        raise ValueError(f"dictionary user {dictionary_user!r}: letters, digits and '_' only")
     folder = resources.files("logpipe.warehouse") / "sql"
     statements = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             text = entry.read_text().replace("{{database}}", database)
             text = text.replace("{{retention_days}}", str(int(retention_days)))
+            text = text.replace("{{dictionary_user}}", f"USER '{dictionary_user}' " if dictionary_user else "")
             statements.append((entry.name, text.strip().rstrip(";")))
     return statements
 
@@ -171,7 +177,8 @@ class Store:
         """Create what is missing; safe to run at every start."""
         applied = []
         with self._session(self._writer) as client:
-            for name, statement in schema_statements(self.database, self.config.retention_days):
+            for name, statement in schema_statements(self.database, self.config.retention_days,
+                                                      self.config.dictionary_user):
                 client.command(statement)
                 applied.append(name)
         return applied
@@ -261,9 +268,9 @@ class Store:
         rows = self.query_rows(sql, parameters)[1]
         return rows[0][0] if rows else None
 
-    def command(self, sql: str) -> Any:
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._session(self._writer) as client:
-            return client.command(sql)
+            return client.command(sql, parameters=parameters)
 
     def ping(self) -> bool:
         try:
