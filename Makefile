@@ -36,7 +36,7 @@ PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_de
 
 up: $(STAMP) $(ECHARTS)
 	$(PREPARE_DECODER)
-	$(RUN_ENV) $(BIN)/logpipe up
+	LOGPIPE_SERVICE_CATALOG=$${LOGPIPE_SERVICE_CATALOG:-deploy/service-catalog.example.yaml} $(RUN_ENV) $(BIN)/logpipe up
 
 test: $(STAMP) $(ECHARTS) system
 	$(BIN)/ruff check src tests

@@ -25,7 +25,7 @@ EXPECTED_COLUMNS = {"timeseries": ["t", "series", "value"], "bar": ["label", "se
 
 
 @pytest.fixture(scope="module")
-def seeded(store_dir):
+def seeded(store_dir, tmp_path_factory):
     """An hour of traffic, the last ten minutes of it with payment failing 60% of requests."""
     from logpipe.warehouse.config import WarehouseConfig
     from logpipe.warehouse.store import Store
@@ -39,7 +39,8 @@ def seeded(store_dir):
     generator.schedule.add(IncidentRequest(type="error_burst", service="payment", duration_s=600, error_rate=0.6),
                            now - 600)
     incident = generator.generate(12_000, now - 600, now)
-    for table in (normal, incident):
+    week_ago = TrafficGenerator(seed=6).generate(6_000, now - 7 * 86_400 - 3600, now - 7 * 86_400 - 600)
+    for table in (normal, incident, week_ago):
         store.insert("fact_log", normalize_ndjson(encode_ndjson(table), Provenance("http")).facts)
     hosts = [("kernel", "db-1", "ERROR"), ("payment", "db-1", "WARN"), ("kernel", "web-2", "ERROR")]
     system = b"".join(orjson.dumps({"ts": now - 60 * i, "kind": "system", "service": service, "host": host,
@@ -58,6 +59,12 @@ def seeded(store_dir):
     from logpipe.events import ALERT_SCHEMA
 
     store.insert("alerts", pa.table(alert).cast(ALERT_SCHEMA))
+    catalog = tmp_path_factory.mktemp("catalog") / "services.yaml"
+    catalog.write_text("services:\n  payment: {tier: critical, team: payments}\n"
+                       "  auth: {tier: critical, team: identity}\n")
+    from logpipe.warehouse.dimensions import DimensionConfig, DimensionSync
+
+    assert DimensionSync(store, DimensionConfig(catalog=catalog), 30).sync().errors == []  # as an engine does
     yield store, now
     store.command("DROP DATABASE IF EXISTS dash_panels")
     store.close()
@@ -95,6 +102,36 @@ def test_the_incident_shows_in_the_error_rate_and_top_error_endpoints(seeded):
     assert {row[1] for row in dead} == {"ts: missing", "ts: unrecognized timestamp format"}
 
 
+def test_the_dimension_panels_show_tiers_reasons_weekdays_and_last_week(seeded):
+    store, now = seeded
+    by_id = {p.id: p for p in PANELS}
+    window = PanelRange(int((now - 3600) * 1000), int((now + 120) * 1000))
+    columns, tiers = _run(store, by_id["error_rate_tier"], window)
+    rows = [dict(zip(columns, row, strict=True)) for row in tiers]
+    critical = {(r["tier"], r["team"]) for r in rows if r["tier"] == "critical"}
+    assert critical == {("critical", "payments"), ("critical", "identity")}
+    assert rows[0]["team"] == "payments"  # the failing service's team leads
+    assert sum(r["services"] for r in rows if r["tier"] == "(none)") >= 1  # not in the catalog
+    facts = store.query_rows(f"SELECT status, count() FROM {store.database}.fact_log WHERE kind = 'request' "
+                             "AND ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} GROUP BY status "
+                             "ORDER BY status", window.parameters())[1]
+    _, codes = _run(store, by_id["status_codes"], window)
+    assert [(label.split(" ")[0], value) for label, _, value in codes] == [(str(s), n) for s, n in facts]
+    assert ("503 Service Unavailable", "5xx") in [(label, series) for label, series, _ in codes]
+    assert {label for label, _, _ in codes} >= {"200 OK"}
+    _, hours = _run(store, by_id["traffic_hours"], window)
+    today = datetime.fromtimestamp(now, UTC).strftime("%A")
+    assert today in {series for _, series, _ in hours}
+    assert {label for label, _, _ in hours} <= {f"{h:02d}" for h in range(24)}
+    _, weeks = _run(store, by_id["traffic_week"], window)
+    earlier = [(t.replace(tzinfo=UTC).timestamp(), v) for t, series, v in weeks if series == "a week earlier"]
+    assert earlier and all(now - 3600 - 60 <= t <= now - 540 for t, _ in earlier)  # drawn at this week's time
+    last_week = store.scalar(f"SELECT count() FROM {store.database}.fact_log WHERE toStartOfMinute(ts) >= "
+                             "{from:DateTime64(3)} - INTERVAL 7 DAY AND toStartOfMinute(ts) < {to:DateTime64(3)} - "
+                             "INTERVAL 7 DAY", window.parameters())
+    assert last_week > 5_000 and round(sum(v for _, v in earlier) * window.bucket_s) == last_week
+
+
 def test_the_service_filter_and_the_range_narrow_the_data(seeded):
     store, now = seeded
     eps = next(p for p in PANELS if p.id == "eps")
@@ -115,6 +152,8 @@ def expand_grafana_macros(sql: str, start: datetime, end: datetime, service: str
     sql = re.sub(r"\$__timeFilter\((\w+)\)", lambda m: f"{m.group(1)} >= {literal(start)} AND "
                  f"{m.group(1)} <= {literal(end)}", sql)
     sql = re.sub(r"\$__timeInterval\((\w+)\)", r"toStartOfInterval(\1, INTERVAL 60 second)", sql)
+    sql = sql.replace("$__fromTime", f"toDateTime('{start:%Y-%m-%d %H:%M:%S}', 'UTC')")
+    sql = sql.replace("$__toTime", f"toDateTime('{end:%Y-%m-%d %H:%M:%S}', 'UTC')")
     # Grafana's percentencode: every byte but letters, digits and -_.~ as %XX
     return (sql.replace("$__interval_s", "60").replace("${service:percentencode}", quote(service, safe=""))
             .replace("${source:percentencode}", quote(source, safe="")))

@@ -111,7 +111,8 @@ def test_the_clickhouse_reader_is_select_only_with_the_query_limits():
         assert profile.findtext(name) == str(int(value) if isinstance(value, float) else value), name
     user = root.find("users/logpipe_reader")
     assert user.find("password").get("from_env") == "CLICKHOUSE_READER_PASSWORD"
-    assert [q.text for q in user.findall("grants/query")] == ["GRANT SELECT ON analytics.*"]
+    assert [q.text for q in user.findall("grants/query")] == ["GRANT SELECT ON analytics.*",
+                                                              "GRANT dictGet ON analytics.*"]  # the panels' lookups
     clickhouse = COMPOSE["services"]["clickhouse"]
     assert "./clickhouse/users.d:/etc/clickhouse-server/users.d:ro" in clickhouse["volumes"]
     assert clickhouse["environment"]["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == 0

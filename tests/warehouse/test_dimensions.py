@@ -201,3 +201,23 @@ def test_logpipe_up_syncs_the_catalog_and_the_dictionaries_on_its_interval(logpi
     metrics_text = httpx.get(f"{lp.base}/metrics", headers=lp.headers(), timeout=10).text
     assert 'logpipe_dimension_syncs_total{result="ok"}' in metrics_text
     assert lp.stop() == 0
+
+
+def test_the_documented_dimension_columns_are_the_tables_columns(store):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "dimensions.md").read_text()
+    table = text.split("<!-- dimensions-table:start -->")[1].split("<!-- dimensions-table:end -->")[0]
+    documented = {}
+    for line in table.strip().splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        documented[cells[0].strip("`")] = [c.strip() for c in cells[2].split(",")]
+    actual = {}
+    for name in documented:
+        actual[name] = [c for (c,) in _rows(store, f"SELECT name FROM system.columns WHERE database = '{{db}}' "
+                                                   f"AND table = '{name}' ORDER BY position")]
+    assert documented == actual
+    tables = {t for (t,) in _rows(store, "SELECT name FROM system.tables WHERE database = '{db}' "
+                                         "AND name LIKE 'dim\\_%' AND name NOT LIKE '%\\_seen%' "
+                                         "AND name != 'dim_service_catalog'")}
+    assert tables == set(documented)

@@ -58,6 +58,15 @@ def _rollup(select: str, where: str = "", group: str = "t, series", order: str =
 BUCKET_MINUTE = "toStartOfInterval(minute, INTERVAL {bucket:UInt32} SECOND)"
 BUCKET_TS = "toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND)"
 FACTS_IN_RANGE = f"ts >= {{from:DateTime64(3)}} AND ts < {{to:DateTime64(3)}} AND {SERVICE_FILTER} AND {SOURCE_FILTER}"
+SERVICE_TIER = "dictGetOrDefault('{db}.dict_service', 'tier', toString(service), '')"
+SERVICE_TEAM = "dictGetOrDefault('{db}.dict_service', 'team', toString(service), '')"
+STATUS = "dictGetOrDefault('{db}.dict_status', '{attribute}', toUInt64(status), '')"
+# The same minutes a week earlier, drawn at this week's time.
+WEEK_EARLIER = ("SELECT toStartOfInterval(minute + INTERVAL 7 DAY, INTERVAL {bucket:UInt32} SECOND) AS t, "
+                "'a week earlier' AS series, sum(events) / {bucket:UInt32} AS value FROM {db}.fact_log_1m "
+                "WHERE minute >= {from:DateTime64(3)} - INTERVAL 7 DAY "
+                "AND minute < {to:DateTime64(3)} - INTERVAL 7 DAY "
+                f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} GROUP BY t")
 
 PANELS: tuple[Panel, ...] = (
     Panel("eps", "Events per second", "timeseries", _rollup(
@@ -82,10 +91,21 @@ PANELS: tuple[Panel, ...] = (
         f"{BUCKET_MINUTE} AS t, concat(service, ' ERROR') AS series, "
         "round(100 * sum(error_logs) / greatest(sum(events), 1), 2) AS value"),
         unit="%", description="Share of requests answered 5xx, and share of logs at ERROR or FATAL."),
+    Panel("error_rate_tier", "Error rate by service tier and team", "table", _rollup(
+        f"if({SERVICE_TIER} = '', '(none)', {SERVICE_TIER}) AS tier, "
+        f"if({SERVICE_TEAM} = '', '(none)', {SERVICE_TEAM}) AS team, uniqExact(service) AS services, "
+        "sum(requests) AS request_count, sum(errors_5xx) AS server_errors, "
+        "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS rate_5xx_pct, "
+        "round(100 * sum(error_logs) / greatest(sum(events), 1), 2) AS error_log_pct",
+        group="tier, team", order="rate_5xx_pct DESC, tier, team LIMIT 20"),
+        description="Tier and team from the service catalog (dim_service; '(none)': a service the catalog "
+                    "does not list)."),
     Panel("status_codes", "Status codes", "bar",
-          "SELECT toString(status) AS label, 'requests' AS series, count() AS value FROM {db}.fact_log "
-          f"WHERE {FACTS_IN_RANGE} AND kind = 'request' GROUP BY label ORDER BY label",
-          unit="requests", description="Distribution of status codes over the range."),
+          f"SELECT concat(toString(status), ' ', {STATUS.replace('{attribute}', 'reason')}) AS label, "
+          f"{STATUS.replace('{attribute}', 'class')} AS series, count() AS value FROM {{db}}.fact_log "
+          f"WHERE {FACTS_IN_RANGE} AND kind = 'request' GROUP BY status ORDER BY status",
+          unit="requests", description="Requests per status code over the range, with its reason phrase "
+                                       "(dim_status), by class."),
     Panel("status_classes", "Status classes over time", "timeseries", _rollup(
         f"{BUCKET_MINUTE} AS t, '4xx' AS series, sum(errors_4xx) / {{bucket:UInt32}} AS value", group="t", order="t")
         + " UNION ALL " + _rollup(
@@ -94,6 +114,18 @@ PANELS: tuple[Panel, ...] = (
         f"{BUCKET_MINUTE} AS t, '2xx/3xx' AS series, "
         f"(sum(requests) - sum(errors_4xx) - sum(errors_5xx)) / {{bucket:UInt32}} AS value", group="t", order="t"),
         unit="req/s"),
+    Panel("traffic_week", "Traffic against the same time a week earlier", "timeseries", _rollup(
+        f"{BUCKET_MINUTE} AS t, 'now' AS series, sum(events) / {{bucket:UInt32}} AS value", group="t", order="t")
+        + f" UNION ALL {WEEK_EARLIER} ORDER BY t, series", unit="ev/s",
+        description="Events per second, and those of the same minutes seven days before, drawn over them."),
+    Panel("traffic_hours", "Traffic by hour of day and weekday", "bar",
+          "SELECT leftPad(toString(calendar.hour_of_day), 2, '0') AS label, calendar.day_name AS series, "
+          "round(sum(hourly.events) / (count() * 3600), 2) AS value FROM ("
+          + _rollup("toStartOfHour(minute) AS hour, sum(events) AS events", group="hour", order="hour")
+          + ") AS hourly INNER JOIN (SELECT hour, hour_of_day, day_of_week, day_name FROM {db}.dim_time FINAL) "
+          "AS calendar USING hour GROUP BY label, series, calendar.day_of_week "
+          "ORDER BY label, calendar.day_of_week", unit="ev/s",
+          description="Mean events per second in each hour of the day (UTC), per weekday (dim_time)."),
     Panel("dead_letters", "Dead-lettered records per minute", "timeseries",
           "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
           "substring(reason, 1, position(concat(reason, ' ('), ' (') - 1) AS series, count() AS value "
@@ -145,11 +177,12 @@ SQL_PANELS = tuple(panel for panel in PANELS if panel.source == "sql")
 
 
 def grafana_sql(panel: Panel, database: str) -> str:
-    """The panel's query in Grafana's dialect: $__timeFilter, $__timeInterval and the ${service} and
-    ${source} variables."""
+    """The panel's query in Grafana's dialect: $__timeFilter, $__timeInterval, $__fromTime and $__toTime
+    (a range shifted in time), $__interval_s, and the ${service} and ${source} variables."""
     sql = panel.sql.replace("{db}", database)
     sql = TIME_FILTER.sub(r"$__timeFilter(\1)", sql)
     sql = BUCKET.sub(r"$__timeInterval(\1)", sql)
+    sql = sql.replace("{from:DateTime64(3)}", "$__fromTime").replace("{to:DateTime64(3)}", "$__toTime")
     for variable in FILTERS:
         value = grafana_variable(variable)
         sql = _any_filter(variable).sub(lambda m, v=value: f"({v} = '{GRAFANA_ALL}' OR {m.group(1)} = {v})", sql)
