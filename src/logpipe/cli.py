@@ -532,7 +532,8 @@ def grafana_export(
 
 @app.command()
 def bench(
-    scenario: Annotated[str, typer.Option(help="A scenario name, names separated by commas, sources, or all.")] = "all",
+    scenario: Annotated[str, typer.Option(
+        help="A scenario name, names separated by commas, sources, dimensions, or all.")] = "all",
     duration: Annotated[float, typer.Option(help="Seconds per scenario.")] = 60.0,
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown results go.")] = Path("bench/results"),
 ) -> None:
@@ -543,7 +544,8 @@ def bench(
     names = scenario_names(scenario)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, sources, {', '.join(SCENARIOS)}")
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, sources, dimensions, "
+                                 f"{', '.join(SCENARIOS)}")
     if not run(names, duration, out, console):
         raise typer.Exit(1)
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from logpipe.bench.scenarios import SCENARIOS, SOURCES_GROUP
+from logpipe.bench.scenarios import DIMENSION_PAIRS, DIMENSIONS_GROUP, SCENARIOS, SOURCES_GROUP
 from logpipe.child_process import stop_with_parent
 from logpipe.memory import MALLOC_TUNABLES
 
@@ -36,6 +36,7 @@ TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
 PEAK_RSS_TARGET = ("peak_rss_mb", "<=", 1024)  # at any offered load: every scenario but drain-spark,
 # whose JVM and Python workers size themselves (Spark's own memory settings)
 CLICKHOUSE_INSERT_TARGET = 1_000_000  # rows/s, the raw insert ceiling measured in the embedded scenarios
+DIMENSIONS_TARGET = 0.97  # a scenario's rate with the dimensions, to its rate without them (issue 21)
 
 def run(names: list[str], duration_s: float, out: Path, console: Console) -> list[dict[str, Any]]:
     results = []
@@ -129,6 +130,14 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
         lines += ["", f"Raw ClickHouse insert of normalized 200,000-row batches into a fresh store (the insert "
                   f"ceiling, median of {len(ceilings)} measured after each embedded scenario): {typical:,.0f} rows/s "
                   f"(target {CLICKHOUSE_INSERT_TARGET:,}: {verdict})."]
+    by_name = {r["scenario"]: r for r in results}
+    for on, off in DIMENSION_PAIRS:
+        if on in by_name and off in by_name and by_name[off]["inserted_per_s"]:
+            ratio = by_name[on]["inserted_per_s"] / by_name[off]["inserted_per_s"]
+            verdict = "met" if ratio >= DIMENSIONS_TARGET else "NOT met"
+            lines += ["", f"Dimensions' cost: {on} {by_name[on]['inserted_per_s']:,.0f} ev/s with the dimension views "
+                      f"and sync ({by_name[on]['machine']['when']}), {by_name[off]['inserted_per_s']:,.0f} without "
+                      f"({by_name[off]['machine']['when']}): {ratio:.3f} (target >= {DIMENSIONS_TARGET}: {verdict})."]
     lines += ["", "## Stages", ""]
     for r in results:
         lines += [f"### {r['scenario']}", "", "| stage | events/s | MB/s | busy | of ceiling |",
@@ -152,9 +161,12 @@ def _inserted_ratio(result: dict[str, Any]) -> float | None:
 
 
 def scenario_names(requested: str) -> list[str]:
-    """``all``, ``sources`` (the sources beside the NDJSON path), or names separated by commas."""
+    """``all``, ``sources`` (the sources beside the NDJSON path), ``dimensions`` (with and without the
+    dimension tables), or names separated by commas."""
     if requested == "all":
         return list(SCENARIOS)
     if requested == "sources":
         return list(SOURCES_GROUP)
+    if requested == "dimensions":
+        return list(DIMENSIONS_GROUP)
     return [name.strip() for name in requested.split(",")]

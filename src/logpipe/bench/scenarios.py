@@ -123,13 +123,30 @@ def _iso(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1000) % 1000:03d}Z"
 
 
-def _store(data_dir: Path):
+def _store(data_dir: Path, dimensions: bool = True):
+    """A fresh store with the schema; ``dimensions`` False: without the views that feed the dimension
+    tables, to measure what they cost (the sync is ``_dimension_sync``'s)."""
     from logpipe.warehouse.config import WarehouseConfig
     from logpipe.warehouse.store import Store
 
     store = Store(WarehouseConfig(data_dir=data_dir))
     store.apply_schema()
+    if not dimensions:
+        feeding = store.query_rows("SELECT name FROM system.tables WHERE database = {db:String} "
+                                   "AND engine = 'MaterializedView' AND startsWith(name, 'dim_')",
+                                   {"db": store.database})[1]
+        for (view,) in feeding:
+            store.command(f"DROP VIEW {store.database}.{view}")
     return store
+
+
+def _dimension_sync(store, dimensions: bool):
+    """The dimension sync an engine runs beside its processor, on the product's interval; None when off."""
+    from logpipe.config import Settings
+    from logpipe.warehouse.dimensions import start_sync
+
+    settings = Settings()
+    return start_sync(store, settings.dimensions(), settings.retention_days) if dimensions else None
 
 
 def _batches(seed: int, count: int, size: int = BATCH) -> list[pa.Table]:
@@ -139,17 +156,18 @@ def _batches(seed: int, count: int, size: int = BATCH) -> list[pa.Table]:
 
 
 # embedded ---------------------------------------------------------------------------------------
-def embedded(duration_s: float, rate: float | None, name: str) -> Result:
+def embedded(duration_s: float, rate: float | None, name: str, dimensions: bool = True) -> Result:
     """generate -> JSON -> channel -> processor (decode, normalize) -> ClickHouse, in one process.
 
-    ``rate`` None offers as much as the pipeline takes (backpressure blocks the generator)."""
+    ``rate`` None offers as much as the pipeline takes (backpressure blocks the generator);
+    ``dimensions`` False leaves out the dimension views and sync."""
     from logpipe.config import Settings
     from logpipe.processing.contract import Sinks
     from logpipe.processing.processor import Processor
     from logpipe.processing.sinks import dead_letter_sink, fact_sink
     from logpipe.transport.channel import Channel, ChannelFull, Envelope
 
-    store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-")))
+    store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-")), dimensions)
     defaults = Settings().processor()  # what `logpipe up` runs with, LOGPIPE_* variables included
     channel = Channel(defaults.queue_max_events, defaults.queue_max_bytes)
     processor = Processor(channel, Sinks(fact_sink(store), [dead_letter_sink(store)]),
@@ -207,6 +225,7 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     monitor.watch("logpipe", os.getpid())
     monitor.start()
     processor.start()
+    sync = _dimension_sync(store, dimensions)
     threads = [threading.Thread(target=offer, name="logpipe-generator"), threading.Thread(target=watch_markers)]
     started = time.perf_counter()
     inserted_before = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
@@ -221,6 +240,8 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     for thread in threads:
         thread.join(30)
     processor.stop()
+    if sync is not None:
+        sync.stop()
     write = metrics.WRITE_SECONDS.labels(component="clickhouse_sink")._sum.get()
     normalize_busy = metrics.NORMALIZE_SECONDS.labels(component="processor")._sum.get()
     result.stages = [generate, encode,
@@ -239,7 +260,8 @@ def embedded(duration_s: float, rate: float | None, name: str) -> Result:
     store.close()
     result.ceilings["inserted"] = clickhouse_ceiling()
     result.notes.append(f"offered {'max' if rate is None else f'{rate:,.0f} ev/s'}; markers every "
-                        f"{MARKER_EVERY_S}s; queue mean {np.mean(queue_samples or [0]):,.0f} events")
+                        f"{MARKER_EVERY_S}s; queue mean {np.mean(queue_samples or [0]):,.0f} events; "
+                        f"{_dimensions_note(dimensions)}")
     return result
 
 
@@ -666,7 +688,13 @@ def _bare_consumer_rate(config, events: int) -> float:
     return count / max(elapsed, 1e-9)
 
 
-def drain_embedded(duration_s: float, events: int | None = None) -> Result:
+def _dimensions_note(dimensions: bool) -> str:
+    return ("dimension views and sync on (the product's default)" if dimensions
+            else "without the dimension views and sync")
+
+
+def drain_embedded(duration_s: float, events: int | None = None, dimensions: bool = True,
+                   name: str = "drain-embedded") -> Result:
     """The Kafka processor draining a pre-filled topic, against a bare consumer on the same broker.
     The topic holds 40,000 events per second of ``duration_s`` (at least 1,000,000): a drain of a few
     seconds swings by a fifth with whatever else the two cores do meanwhile (engine merges, the broker)."""
@@ -678,9 +706,10 @@ def drain_embedded(duration_s: float, events: int | None = None) -> Result:
     bootstrap, broker = _broker()
     try:
         config, produced_per_s, ceiling = _prefilled_with_ceiling(bootstrap, events)
-        store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-drain-")))
+        store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-drain-")), dimensions)
         processor = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
                                    Settings().processor())  # what `logpipe process` runs with
+        sync = _dimension_sync(store, dimensions)
         thread = threading.Thread(target=processor.run, name="logpipe-kafka-processor")
         monitor = ResourceMonitor()
         monitor.watch("logpipe process", os.getpid())
@@ -697,8 +726,10 @@ def drain_embedded(duration_s: float, events: int | None = None) -> Result:
         usage = monitor.stop()
         processor.stop()
         thread.join(60)
+        if sync is not None:
+            sync.stop()
         inserted = metrics.counter_value(metrics.EVENTS_SENT, "clickhouse_sink")
-        result = Result("drain-embedded", elapsed, usage=usage)
+        result = Result(name, elapsed, usage=usage)
         consumed = int(metrics.counter_value(metrics.EVENTS_RECEIVED, "kafka_processor"))
         result.stages = [Stage("consumed", consumed, int(_bytes("kafka_processor"))),
                          Stage("normalized", consumed, int(_bytes("kafka_processor")), metrics.NORMALIZE_SECONDS.labels(
@@ -708,7 +739,8 @@ def drain_embedded(duration_s: float, events: int | None = None) -> Result:
         result.ceilings = {"consumed": ceiling, "inserted": ceiling}
         result.notes.append(f"{events:,} events pre-filled at {produced_per_s:,.0f} ev/s; the bare librdkafka "
                             f"consumer read them at {ceiling:,.0f} ev/s (the ceiling); both timed from their first "
-                            f"poll with messages (joining the group took {started - launched:.1f}s)")
+                            f"poll with messages (joining the group took {started - launched:.1f}s); "
+                            f"{_dimensions_note(dimensions)}")
         store.close()
         return result
     finally:
@@ -774,6 +806,8 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "kafka-20k": lambda d: http_load(d, "kafka-20k", kafka=True, rate=20_000),
     "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
+    "embedded-max-no-dimensions": lambda d: embedded(d, None, "embedded-max-no-dimensions", dimensions=False),
+    "drain-embedded-no-dimensions": lambda d: drain_embedded(d, dimensions=False, name="drain-embedded-no-dimensions"),
     "drain-spark": drain_spark,
     "file-tail": file_tail,
     # one Collector's defaults: batches of 8,192, 10 exporters sending at once (sending_queue.num_consumers)
@@ -782,6 +816,9 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
 }
 # the sources beside the NDJSON path, in one run
 SOURCES_GROUP = ("http-ingest", "file-tail", "otlp-ingest", "syslog-tcp")
+# what the dimension views and sync cost (issue 21): each scenario with them and without, in one run
+DIMENSIONS_GROUP = ("embedded-max", "embedded-max-no-dimensions", "drain-embedded", "drain-embedded-no-dimensions")
+DIMENSION_PAIRS = (("embedded-max", "embedded-max-no-dimensions"), ("drain-embedded", "drain-embedded-no-dimensions"))
 
 
 if __name__ == "__main__":
