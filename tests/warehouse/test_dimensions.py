@@ -200,6 +200,18 @@ def test_logpipe_up_syncs_the_catalog_and_the_dictionaries_on_its_interval(logpi
     assert tier_and_region() == [["silver", "eu-west"]]
     metrics_text = httpx.get(f"{lp.base}/metrics", headers=lp.headers(), timeout=10).text
     assert 'logpipe_dimension_syncs_total{result="ok"}' in metrics_text
+
+    def sync_error() -> str:
+        health = httpx.get(f"{lp.base}/healthz", headers=lp.headers(), timeout=10).json()
+        return health["components"]["dimensions"]["last_error"]
+
+    assert sync_error() == ""
+    catalog.write_text("services:\n  billing: {tier: [not, text]}\n")  # broken: reported, the last good one stays
+    deadline = time.monotonic() + 30
+    while sync_error() == "" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "services.billing.tier" in sync_error() and str(catalog) in sync_error()
+    assert tier_and_region() == [["silver", "eu-west"]]
     assert lp.stop() == 0
 
 

@@ -359,6 +359,8 @@ class Pipeline:
             components["store"] = component(self.store.ping(),
                                             backend="embedded" if self.store.embedded else "server")
         components.update(self.engine.components())
+        if self.dimensions is not None:  # a sync that failed is retried; its reason is here until one succeeds
+            components["dimensions"] = component(True, last_error=self.dimensions.last_error)
         components["simulator"] = {"status": UP if self.simulator.status()["running"] else PAUSED}
         return report(components)
 

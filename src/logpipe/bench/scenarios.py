@@ -258,7 +258,7 @@ def embedded(duration_s: float, rate: float | None, name: str, dimensions: bool 
             result.queue_growth["normalized"] = (second - first) / max(first, 1.0)
     _wait_for_merges(store)  # the scenario's merge backlog would take CPU from the ceiling's process
     store.close()
-    result.ceilings["inserted"] = clickhouse_ceiling()
+    result.ceilings["inserted"] = clickhouse_ceiling(dimensions=dimensions)
     result.notes.append(f"offered {'max' if rate is None else f'{rate:,.0f} ev/s'}; markers every "
                         f"{MARKER_EVERY_S}s; queue mean {np.mean(queue_samples or [0]):,.0f} events; "
                         f"{_dimensions_note(dimensions)}")
@@ -271,16 +271,17 @@ def _in_fresh_process(work: Callable[..., Any], *args: Any) -> Any:
         return helper.submit(work, *args).result()
 
 
-def clickhouse_ceiling(batches: int = 10) -> float:
+def clickhouse_ceiling(batches: int = 10, dimensions: bool = True) -> float:
     """The store's own insert ceiling, in a helper process with a fresh data directory: inserts of
     already-normalized 200,000-row batches back to back (only the inserts are timed, and the merges
-    they start run beside them), with no scenario's threads, memory or merge backlog around."""
-    return _in_fresh_process(_insert_ceiling, batches)
+    they start run beside them), with no scenario's threads, memory or merge backlog around; with the
+    dimension views or without them, as the scenario ran."""
+    return _in_fresh_process(_insert_ceiling, batches, dimensions)
 
 
-def _insert_ceiling(batches: int) -> float:
+def _insert_ceiling(batches: int, dimensions: bool = True) -> float:
     configure_allocators()
-    store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-ceiling-")))
+    store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-ceiling-")), dimensions)
     generator = TrafficGenerator(seed=11)
     tables = []
     for _ in range(3):  # distinct batches, each inserted several times under its own token
