@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # glibc reads this only at process start; logpipe.memory.MALLOC_TUNABLES explains it (a test keeps them equal)
 RUN_ENV := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
-.PHONY: up test lint bench venv system clean
+.PHONY: up test lint bench venv system clean vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 system:
 	scripts/install-system-packages.sh
 
-# The dashboard's charting library (Apache ECharts) comes from the npm registry and is served by the
-# gateway as a static file: no CDN, the page works offline.
-ECHARTS := src/logpipe/dashboard/static/vendor/echarts.min.js
-$(ECHARTS): package.json package-lock.json
+# The dashboard's charting library (Apache ECharts, the version package.json pins) is committed with
+# its license and notice under static/vendor, so the package holds it and installs whole with pip; the
+# gateway serves it, no CDN, and the page works offline. `make vendor` copies a new version from npm.
+VENDOR := src/logpipe/dashboard/static/vendor
+vendor: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(dir $(ECHARTS))
-	cp node_modules/echarts/dist/echarts.min.js $(ECHARTS)
+	cp node_modules/echarts/dist/echarts.min.js $(VENDOR)/echarts.min.js
+	cp node_modules/echarts/LICENSE $(VENDOR)/ECHARTS-LICENSE
+	cp node_modules/echarts/NOTICE $(VENDOR)/ECHARTS-NOTICE
 
 venv: $(STAMP)
 
@@ -34,11 +36,11 @@ PREPARE_DECODER := $(BIN)/python -c 'from logpipe.codec.ndjson import prepare_de
 	from logpipe.sources.otlp.wire import prepare; prepare(); \
 	from logpipe.sources.files.combined import prepare; prepare()'
 
-up: $(STAMP) $(ECHARTS)
+up: $(STAMP)
 	$(PREPARE_DECODER)
 	LOGPIPE_SERVICE_CATALOG=$${LOGPIPE_SERVICE_CATALOG:-deploy/service-catalog.example.yaml} $(RUN_ENV) $(BIN)/logpipe up
 
-test: $(STAMP) $(ECHARTS) system
+test: $(STAMP) system
 	$(BIN)/ruff check src tests
 	$(PREPARE_DECODER)
 	$(BIN)/pytest -q -ra
@@ -46,10 +48,10 @@ test: $(STAMP) $(ECHARTS) system
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
-bench: $(STAMP) $(ECHARTS)
+bench: $(STAMP)
 	$(PREPARE_DECODER)
 	$(RUN_ENV) $(BIN)/python bench/simulator_throughput.py
 	$(RUN_ENV) $(BIN)/logpipe bench --scenario all --duration 60
 
 clean:
-	rm -rf $(VENV) data tests/artifacts node_modules $(dir $(ECHARTS))
+	rm -rf $(VENV) data tests/artifacts node_modules

@@ -60,8 +60,10 @@ def tokens() -> dict[str, str]:
 
 
 class RunningLogpipe:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str], tokens: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str], tokens: dict[str, str] | None = None,
+                 command: list[str] | None = None):
         self.data_dir, self.port, self.env = data_dir, port, env
+        self.command = command or LOGPIPE
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = data_dir / f"logpipe-{port}-{time.time_ns()}.log"
         self.process: subprocess.Popen | None = None
@@ -83,7 +85,7 @@ class RunningLogpipe:
         self.otlp_port, self.syslog_port = int(env["LOGPIPE_OTLP_PORT"]), int(env["LOGPIPE_SYSLOG_PORT"])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen([*LOGPIPE, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen([*self.command, "up"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         preexec_fn=stop_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -116,8 +118,8 @@ def logpipe_factory(tmp_path: Path) -> Iterator:
     running: list[RunningLogpipe] = []
 
     def start(data_dir: Path | None = None, port: int | None = None, tokens: dict[str, str] | None = None,
-              **env: str) -> RunningLogpipe:
-        instance = RunningLogpipe(data_dir or tmp_path, port or free_port(), env, tokens).start()
+              command: list[str] | None = None, timeout_s: float = 60.0, **env: str) -> RunningLogpipe:
+        instance = RunningLogpipe(data_dir or tmp_path, port or free_port(), env, tokens, command).start(timeout_s)
         running.append(instance)
         return instance
 

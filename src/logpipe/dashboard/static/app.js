@@ -198,7 +198,7 @@ async function loadFilters() {
 
 async function main() {
   if (typeof echarts === "undefined") {
-    setStatus("The charting library is missing: run `make up` (it installs ECharts from npm).", true);
+    setStatus("The charting library did not load (/static/vendor/echarts.min.js): see the gateway's log.", true);
     return;
   }
   document.documentElement.dataset.theme = theme();

@@ -53,7 +53,7 @@ async def static_asset(asset: str) -> FileResponse:
         raise HTTPException(404, "no such asset")
     path = STATIC / asset
     if not path.is_file():
-        raise HTTPException(404, f"{asset} is missing: run `make up` (it copies the charting library from npm)")
+        raise HTTPException(404, f"{asset} is missing from this installation of logpipe: reinstall the package")
     return FileResponse(str(path), media_type=ASSETS[asset])
 
 
