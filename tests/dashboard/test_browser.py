@@ -43,6 +43,12 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
     page.wait_for_function(all_drawn, timeout=90_000, polling=1000)
     for panel_id in chart_panels:
         assert page.locator(f"#panel-{panel_id} .body canvas").count() >= 1, panel_id
+    # minutes of data: the range fits them, and no bucket still filling is drawn (it would look like a drop)
+    assert page.evaluate("document.querySelector('#range').value") == "300000"
+    for panel_id in ("eps", "error_rate", "traffic_week"):
+        card = page.locator(f"#panel-{panel_id}")
+        last, bucket, drawn = (int(card.get_attribute(f"data-{a}")) for a in ("last-point", "bucket-ms", "drawn-at"))
+        assert 0 < last and last + bucket <= drawn, panel_id
     for panel in PANELS:
         if panel.chart == "table" and panel.id not in quiet:
             assert page.locator(f"#panel-{panel.id} tbody tr").count() >= 1, panel.id

@@ -31,6 +31,30 @@ function range() {
   return { from: to - span, to };
 }
 
+// At the first load, the smallest preset range that holds the data of the last day, so a store with
+// minutes of data is not drawn as an hour that is mostly empty. The last hour is read first, by the
+// minute; the day only when the data is older than that.
+async function earliestData(span) {
+  const to = Date.now();
+  const query = new URLSearchParams({ from: String(to - span), to: String(to) });
+  const response = await fetch(`/api/panels/eps?${query}`);
+  if (!response.ok) return null;
+  const times = (await response.json()).rows.map((row) => row[0]);
+  return times.length ? Math.min(...times) : null;
+}
+
+async function fitRange() {
+  const hour = 3600000;
+  let earliest = await earliestData(hour);
+  if (earliest === null) earliest = await earliestData(24 * hour);
+  else if (earliest <= Date.now() - hour + 60000) earliest = (await earliestData(24 * hour)) ?? earliest;
+  if (earliest === null) return;
+  const span = Date.now() - earliest;
+  const presets = [...$("range").options].map((o) => Number(o.value)).filter(Number.isFinite).sort((a, b) => a - b);
+  const fitting = presets.find((preset) => preset >= span);
+  if (fitting) $("range").value = String(fitting);
+}
+
 function setStatus(text, error = false) {
   $("status").textContent = text;
   $("status").classList.toggle("error", error);
@@ -80,9 +104,20 @@ function seriesOf(rows, keyIndex, xIndex, valueIndex) {
   return groups;
 }
 
+// A bucket that ends after now is still filling: drawn, it would look like a drop, so it is left out.
+function completeBuckets(rows, bucketMs, now) {
+  return rows.filter((row) => row[0] + bucketMs <= now);
+}
+
 function drawTimeseries(panel, data, body, window) {
-  const groups = seriesOf(data.rows, 1, 0, 2);
+  const now = Date.now();
+  const rows = panel.source === "metrics" ? data.rows : completeBuckets(data.rows, data.bucket_s * 1000, now);
+  const groups = seriesOf(rows, 1, 0, 2);
   for (const points of groups.values()) points.sort((a, b) => a[0] - b[0]);
+  const card = body.parentElement;
+  card.dataset.lastPoint = String(Math.max(0, ...rows.map((r) => r[0])));
+  card.dataset.bucketMs = String(data.bucket_s * 1000);
+  card.dataset.drawnAt = String(now);
   chartFor(panel, body).setOption({
     backgroundColor: "transparent",
     tooltip: { trigger: "axis" },
@@ -205,6 +240,7 @@ async function main() {
   state.panels = await (await fetch("/api/panels")).json();
   layout();
   await loadFilters();
+  await fitRange();
   $("range").addEventListener("change", () => { $("custom").hidden = $("range").value !== "custom"; refresh(); });
   $("from").addEventListener("change", refresh);
   $("to").addEventListener("change", refresh);

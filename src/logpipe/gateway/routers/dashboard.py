@@ -60,7 +60,7 @@ async def static_asset(asset: str) -> FileResponse:
 @router.get("/api/panels", dependencies=[READ])
 async def list_panels() -> list[dict]:
     return [{"id": p.id, "title": p.title, "chart": p.chart, "unit": p.unit, "description": p.description,
-             "width": p.width} for p in PANELS]
+             "width": p.width, "source": p.source} for p in PANELS]
 
 
 def _epoch_ms(value: object) -> object:
