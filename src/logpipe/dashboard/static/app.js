@@ -90,8 +90,31 @@ function chartFor(panel, body) {
     body.replaceChildren();
     chart = echarts.init(body, theme() === "dark" ? "dark" : null, { renderer: "canvas" });
     state.charts.set(panel.id, chart);
+    if (LINKED[panel.id]) chart.on("click", (point) => openLogs(LINKED[panel.id](point.seriesName), point, body));
   }
   return chart;
+}
+
+// The panels whose points open the logs page: a series name -> the logs page's filters.
+const LINKED = {
+  eps: (series) => (series === "total" ? {} : { service: series }),
+  error_rate: (series) => {
+    const [service, kind] = series.split(" ");
+    return kind === "5xx" ? { service, status_class: "5" } : { service, level: "ERROR" };
+  },
+};
+const LINKED_TABLES = ["slow_endpoints", "error_endpoints"];  // a row (service, endpoint) opens its logs
+
+function logsAddress(filters, from, to) {
+  const params = new URLSearchParams({ from: String(from), to: String(to), ...filters });
+  if ($("source").value) params.set("source", $("source").value);
+  return `/logs?${params}`;
+}
+
+function openLogs(filters, point, body) {
+  const bucket = Number(body.parentElement.dataset.bucketMs) || 60000;
+  const t = Array.isArray(point.value) ? point.value[0] : point.data[0];
+  location.assign(logsAddress(filters, t, t + bucket));
 }
 
 function seriesOf(rows, keyIndex, xIndex, valueIndex) {
@@ -104,18 +127,21 @@ function seriesOf(rows, keyIndex, xIndex, valueIndex) {
   return groups;
 }
 
-// A bucket that ends after now is still filling: drawn, it would look like a drop, so it is left out.
-function completeBuckets(rows, bucketMs, now) {
-  return rows.filter((row) => row[0] + bucketMs <= now);
+// A bucket that ends after now is still filling: drawn after whole ones, it would look like a drop, so
+// it is left out of a series that has whole buckets (a series of only that bucket keeps it).
+function withoutFillingBucket(points, bucketMs, now) {
+  const whole = points.filter((point) => point[0] + bucketMs <= now);
+  return whole.length ? whole : points;
 }
 
 function drawTimeseries(panel, data, body, window) {
   const now = Date.now();
-  const rows = panel.source === "metrics" ? data.rows : completeBuckets(data.rows, data.bucket_s * 1000, now);
-  const groups = seriesOf(rows, 1, 0, 2);
-  for (const points of groups.values()) points.sort((a, b) => a[0] - b[0]);
+  const groups = seriesOf(data.rows, 1, 0, 2);
+  for (const [name, points] of groups) {
+    points.sort((a, b) => a[0] - b[0]);
+    if (panel.source !== "metrics") groups.set(name, withoutFillingBucket(points, data.bucket_s * 1000, now));
+  }
   const card = body.parentElement;
-  card.dataset.lastPoint = String(Math.max(0, ...rows.map((r) => r[0])));
   card.dataset.bucketMs = String(data.bucket_s * 1000);
   card.dataset.drawnAt = String(now);
   chartFor(panel, body).setOption({
@@ -126,7 +152,8 @@ function drawTimeseries(panel, data, body, window) {
     xAxis: { type: "time", min: window.from, max: window.to },  // the chosen range, however sparse the data
     yAxis: { type: "value", name: panel.unit },
     series: [...groups].map(([name, points]) => ({
-      name, type: "line", data: points, showSymbol: points.length < 3, symbolSize: 6,
+      // a linked panel's points are drawn, to be clicked
+      name, type: "line", data: points, showSymbol: points.length < 3 || panel.id in LINKED, symbolSize: 6,
     })),
   }, { notMerge: true });
 }
@@ -158,8 +185,17 @@ function drawTable(panel, data, body) {
     head.append(th);
   }
   const tbody = table.createTBody();
+  const linked = LINKED_TABLES.includes(panel.id);
   for (const row of data.rows) {
     const tr = tbody.insertRow();
+    if (linked) {
+      const record = Object.fromEntries(data.columns.map((c, i) => [c, row[i]]));
+      const { from, to } = range();
+      tr.className = "linked";
+      tr.title = "Open these logs";
+      tr.addEventListener("click", () => location.assign(logsAddress(
+        { service: record.service, endpoint: record.endpoint }, from, to)));
+    }
     for (const value of row) {
       const td = tr.insertCell();
       td.textContent = value === null ? "" : String(value);

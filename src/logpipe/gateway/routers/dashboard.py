@@ -8,15 +8,16 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from logpipe.auth.tokens import Role
 from logpipe.dashboard.panels import PANELS, PANELS_BY_ID, PanelRange, panel_sql
+from logpipe.dashboard.search import COLUMNS, PAGE, TAIL, LogSearch, search_sql
 from logpipe.gateway.deps import ServicesDep, StoreDep
 from logpipe.gateway.security import READ, caller, registry_of, set_login_cookie
 from logpipe.warehouse import queries
@@ -29,7 +30,8 @@ LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><ti
 <p>Open the address <code>logpipe up</code> printed when it started (<code>http://&lt;host&gt;:&lt;port&gt;/?token=...</code>),
 or print it again with <code>logpipe url</code> on the machine that runs logpipe.</p></body></html>"""
 STATIC = resources.files("logpipe.dashboard") / "static"
-ASSETS = {"app.js": "text/javascript", "style.css": "text/css", "vendor/echarts.min.js": "text/javascript"}
+ASSETS = {"app.js": "text/javascript", "logs.js": "text/javascript", "style.css": "text/css",
+          "vendor/echarts.min.js": "text/javascript"}
 
 
 @router.get("/", include_in_schema=False, response_model=None)
@@ -41,10 +43,20 @@ async def index(request: Request, token: str | None = None) -> Response:
         response = RedirectResponse("/", status_code=303)
         set_login_cookie(response, token, secure=request.url.scheme == "https")
         return response
+    return _page(request, "index.html")
+
+
+@router.get("/logs", include_in_schema=False, response_model=None)
+async def logs_page(request: Request) -> Response:
+    """Single log lines: search, lookup by id, live tail (logs.js)."""
+    return _page(request, "logs.html")
+
+
+def _page(request: Request, name: str) -> Response:
     identity = caller(request)
     if identity is None or not identity.may(Role.READ):
         return HTMLResponse(LOGIN_NEEDED, status_code=401)
-    return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+    return FileResponse(str(STATIC / name), media_type="text/html")
 
 
 @router.get("/static/{asset:path}", include_in_schema=False, dependencies=[READ])
@@ -124,3 +136,64 @@ async def services(store: StoreDep) -> list[str]:
 async def sources(store: StoreDep) -> list[str]:
     rows = await run_in_threadpool(store.query_limited, queries.in_database(queries.SOURCES, store.database))
     return [row[0] for row in rows[1]]
+
+
+def _search(start_ms: int | None, end_ms: int | None, **filters: Any) -> LogSearch:
+    now_ms = int(time.time() * 1000)
+    try:
+        return LogSearch(start_ms if start_ms is not None else now_ms - 3_600_000,
+                         end_ms if end_ms is not None else now_ms + 60_000, **filters)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+async def _rows(store: Any, sql: str, parameters: dict[str, Any]) -> list[list[Any]]:
+    try:
+        _, rows = await run_in_threadpool(store.query_limited, search_sql(sql, store.database), parameters, 30.0)
+    except StoreBusy as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
+    except StoreError as exc:
+        raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
+    return [[_epoch_ms(v) for v in row] for row in rows]
+
+
+class LogFilters:
+    """The filters of /api/logs and /api/logs/tail, as query parameters."""
+
+    def __init__(
+        self,
+        start_ms: Annotated[int | None, Query(alias="from", description="Epoch ms; default an hour ago.")] = None,
+        end_ms: Annotated[int | None, Query(alias="to", description="Epoch ms; default a minute ahead.")] = None,
+        service: str = "", level: str = "", status_class: Annotated[int, Query(ge=0, le=5)] = 0, host: str = "",
+        source: str = "", kind: str = "", endpoint: str = "", trace_id: str = "", user_id: str = "",
+        event_id: str = "",
+        text: Annotated[str, Query(description='Words and "quoted phrases", each in the message.')] = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ):
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self.filters = {"service": service, "level": level, "status_class": status_class, "host": host,
+                        "source": source, "kind": kind, "endpoint": endpoint, "trace_id": trace_id,
+                        "user_id": user_id, "event_id": event_id, "text": text, "limit": limit}
+
+
+@router.get("/api/logs", dependencies=[READ])
+async def search_logs(store: StoreDep, filters: Annotated[LogFilters, Depends()],
+                      before_ts: int = 0, before_id: str = "") -> Response:
+    """Single rows of fact_log, newest first; ``next`` is the cursor of the following page (None at the end)."""
+    search = _search(filters.start_ms, filters.end_ms, **filters.filters, before_ts=before_ts, before_id=before_id)
+    rows = await _rows(store, PAGE, search.parameters())
+    ts, event_id = COLUMNS.index("ts"), COLUMNS.index("event_id")
+    cursor = {"before_ts": rows[-1][ts], "before_id": rows[-1][event_id]} if len(rows) == search.limit else None
+    return Response(orjson.dumps({"columns": COLUMNS, "rows": rows, "next": cursor}), media_type="application/json")
+
+
+@router.get("/api/logs/tail", dependencies=[READ])
+async def tail_logs(store: StoreDep, filters: Annotated[LogFilters, Depends()], after_ingest: int = 0) -> Response:
+    """The rows inserted after ``after_ingest`` (epoch ms of ingest_ts), oldest first, for live tail;
+    ``after_ingest`` in the answer is the cursor of the next call."""
+    search = _search(filters.start_ms, filters.end_ms, **filters.filters)
+    rows = await _rows(store, TAIL, search.parameters(after_ingest=after_ingest))
+    ingest = COLUMNS.index("ingest_ts")
+    cursor = max((row[ingest] for row in rows), default=after_ingest)
+    return Response(orjson.dumps({"columns": COLUMNS, "rows": rows, "after_ingest": cursor}),
+                    media_type="application/json")

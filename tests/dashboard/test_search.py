@@ -1,0 +1,112 @@
+"""The logs page's search API: exact rows for an id, words and phrases, filters, pages and live tail,
+with every value bound and the read role required."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from logpipe.dashboard.search import LogSearch, terms_of
+from logpipe.events import Provenance
+from logpipe.gateway.app import create_store_app
+from logpipe.processing.normalize import normalize_ndjson
+from tests.conftest import bearer, registry_of
+
+
+def _event(i: int, now: float, **fields) -> dict:
+    return {"event_id": f"e-{i:03d}", "ts": now - 60 + i, "service": "checkout", "status": 200,
+            "message": f"order {i} placed", "trace_id": f"t-{i:03d}", "user_id": f"u-{i % 3}", "host": "web-1",
+            **fields}
+
+
+@pytest.fixture
+def client(store, tokens):
+    now = time.time()
+    events = [_event(i, now) for i in range(20)]
+    events[7] |= {"status": 502, "level": "ERROR", "message": "Card DECLINED by the issuer", "host": "web-2"}
+    events[9] |= {"status": 404, "message": "declined card: no such route"}
+    store.insert("fact_log", normalize_ndjson(b"\n".join(orjson.dumps(e) for e in events), Provenance("http")).facts)
+    app = create_store_app(store, lambda: {"status": "ok"}, registry_of(tokens))
+    from logpipe.gateway.routers import dashboard
+
+    app.include_router(dashboard.router)
+    client = TestClient(app, headers=bearer(tokens["read"]))
+    client.store, client.now = store, now
+    return client
+
+
+def _ids(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return [row[body["columns"].index("event_id")] for row in body["rows"]]
+
+
+def test_a_trace_id_user_id_or_event_id_finds_exactly_its_rows(client):
+    assert _ids(client.get("/api/logs", params={"trace_id": "t-007"})) == ["e-007"]
+    assert _ids(client.get("/api/logs", params={"event_id": "e-012"})) == ["e-012"]
+    assert _ids(client.get("/api/logs", params={"user_id": "u-1"})) == [f"e-{i:03d}" for i in (19, 16, 13, 10, 7, 4, 1)]
+    row = client.get("/api/logs", params={"trace_id": "t-007"}).json()
+    record = dict(zip(row["columns"], row["rows"][0], strict=True))
+    assert (record["status"], record["level"], record["host"], record["source"]) == (502, "ERROR", "web-2", "http")
+
+
+def test_words_match_in_any_order_and_case_and_a_phrase_only_as_written(client):
+    assert _ids(client.get("/api/logs", params={"text": "declined card"})) == ["e-009", "e-007"]
+    assert _ids(client.get("/api/logs", params={"text": '"card declined"'})) == ["e-007"]
+    assert _ids(client.get("/api/logs", params={"text": '"declined card" route'})) == ["e-009"]
+    assert terms_of('a "b c" "" d') == ["a", "b c", "d"]
+
+
+def test_filters_narrow_to_the_rows_they_name(client):
+    assert _ids(client.get("/api/logs", params={"status_class": 5})) == ["e-007"]
+    assert _ids(client.get("/api/logs", params={"status_class": 4, "service": "checkout"})) == ["e-009"]
+    assert _ids(client.get("/api/logs", params={"level": "ERROR", "host": "web-2"})) == ["e-007"]
+    assert _ids(client.get("/api/logs", params={"host": "web-3"})) == []
+    start = int((client.now - 60 + 15) * 1000)  # from event 15 on
+    assert _ids(client.get("/api/logs", params={"from": start})) == [f"e-{i:03d}" for i in range(19, 14, -1)]
+
+
+def test_pages_follow_one_another_newest_first_without_a_gap_or_a_repeat(client):
+    seen, params = [], {"limit": 6}
+    while True:
+        body = client.get("/api/logs", params=params).json()
+        seen += [row[body["columns"].index("event_id")] for row in body["rows"]]
+        if body["next"] is None:
+            break
+        params = {"limit": 6, **body["next"]}
+    assert seen == [f"e-{i:03d}" for i in range(19, -1, -1)]
+
+
+def test_live_tail_returns_only_rows_inserted_after_its_cursor(client):
+    first = client.get("/api/logs/tail").json()
+    assert len(first["rows"]) == 20
+    cursor = first["after_ingest"]
+    assert client.get("/api/logs/tail", params={"after_ingest": cursor}).json()["rows"] == []
+    time.sleep(0.01)
+    late = _event(50, client.now) | {"event_id": "e-late", "ts": client.now}
+    client.store.insert("fact_log", normalize_ndjson(orjson.dumps(late), Provenance("http")).facts)
+    tail = client.get("/api/logs/tail", params={"after_ingest": cursor}).json()
+    assert [row[tail["columns"].index("event_id")] for row in tail["rows"]] == ["e-late"]
+    assert tail["after_ingest"] > cursor
+
+
+def test_the_read_role_is_needed_and_bad_values_are_refused_or_harmless(client, tokens):
+    assert client.get("/api/logs", headers={"Authorization": ""}).status_code == 401
+    assert client.get("/api/logs", headers=bearer(tokens["ingest"])).status_code == 403
+    for params in ({"service": "x' OR 1=1 --"}, {"level": "LOUD"}, {"status_class": 9}, {"limit": 0},
+                   {"trace_id": "a\nb"}, {"from": 10, "to": 5}, {"text": " ".join(["w"] * 11)}):
+        answer = client.get("/api/logs", params=params)
+        assert answer.status_code == 422, params
+    for hostile in ("x' OR 1=1 --", "') OR ('1'='1", "\\' OR 1 --", "%' --"):
+        assert _ids(client.get("/api/logs", params={"trace_id": hostile})) == []
+        assert _ids(client.get("/api/logs", params={"text": hostile})) == []
+    assert client.get("/logs", headers={"Authorization": ""}).status_code == 401
+    assert "<title>logpipe: logs</title>" in client.get("/logs").text
+
+
+def test_a_search_is_validated_before_any_sql(client):
+    with pytest.raises(ValueError, match="from must be before to"):
+        LogSearch(5, 5)
