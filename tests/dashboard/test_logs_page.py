@@ -69,6 +69,8 @@ def test_a_point_of_a_panel_and_an_endpoint_row_open_their_logs(page, logpipe_fa
     page.wait_for_function("document.querySelector('#panel-error_endpoints tbody tr.linked') && echarts"
                            ".getInstanceByDom(document.querySelector('#panel-eps .body'))?.getOption().series"
                            ".some((s) => s.name === 'ledger' && s.data.length)", timeout=90_000)
+    page.uncheck("#live")  # a still chart: a refresh redraws it under the pointer
+    page.wait_for_timeout(2000)  # for a refresh already under way to end
     x, y, service = page.evaluate("""(() => {
       const chart = echarts.getInstanceByDom(document.querySelector('#panel-eps .body'));
       const series = chart.getOption().series.find((s) => s.name === 'ledger');
@@ -77,6 +79,7 @@ def test_a_point_of_a_panel_and_an_endpoint_row_open_their_logs(page, logpipe_fa
       const box = chart.getDom().getBoundingClientRect();
       return [box.left + px, box.top + py, series.name];
     })()""")
+    page.mouse.move(x, y)
     page.mouse.click(x, y)
     page.wait_for_url("**/logs?**", timeout=10_000)
     page.locator("tr.log").first.wait_for(timeout=15_000)

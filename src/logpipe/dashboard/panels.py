@@ -205,13 +205,7 @@ class PanelRange:
     MAX_POINTS = 240
 
     def __post_init__(self) -> None:
-        if not 0 < self.start_ms < self.end_ms:
-            raise ValueError("from must be before to (epoch milliseconds)")
-        if self.end_ms - self.start_ms > 400 * 86_400_000:
-            raise ValueError("range longer than 400 days")
-        for variable in FILTERS:
-            if not SERVICE_NAME.fullmatch(getattr(self, variable)):
-                raise ValueError(f"{variable}: letters, digits, '.', '_' and '-' only (at most 64)")
+        check_window(self.start_ms, self.end_ms, {variable: getattr(self, variable) for variable in FILTERS})
 
     @property
     def bucket_s(self) -> int:
@@ -228,6 +222,18 @@ class PanelRange:
 
 
 SERVICE_NAME = re.compile(r"[A-Za-z0-9._-]{0,64}")
+
+
+def check_window(start_ms: int, end_ms: int, names: dict[str, str]) -> None:
+    """What every dashboard request is checked for before any SQL: a range of at most 400 days that
+    ends after it starts, and names (service, source, host) of the characters ingest stores."""
+    if not 0 < start_ms < end_ms:
+        raise ValueError("from must be before to (epoch milliseconds)")
+    if end_ms - start_ms > 400 * 86_400_000:
+        raise ValueError("range longer than 400 days")
+    for variable, value in names.items():
+        if not SERVICE_NAME.fullmatch(value):
+            raise ValueError(f"{variable}: letters, digits, '.', '_' and '-' only (at most 64)")
 
 
 def panel_sql(panel: Panel, database: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from logpipe.dashboard.panels import SERVICE_NAME
+from logpipe.dashboard.panels import check_window
 from logpipe.events import FACT_FIELDS
 
 COLUMNS = tuple(f.name for f in FACT_FIELDS if f.name not in ("topic", "partition", "offset"))
@@ -70,11 +70,7 @@ class LogSearch:
     terms: list[str] = field(default_factory=list, init=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.start_ms < self.end_ms:
-            raise ValueError("from must be before to (epoch milliseconds)")
-        for name in ("service", "host", "source"):
-            if not SERVICE_NAME.fullmatch(getattr(self, name)):
-                raise ValueError(f"{name}: letters, digits, '.', '_' and '-' only (at most 64)")
+        check_window(self.start_ms, self.end_ms, {name: getattr(self, name) for name in ("service", "host", "source")})
         if self.level not in LEVELS:
             raise ValueError(f"level: one of {', '.join(LEVELS[1:])}, or empty")
         if self.kind not in KINDS:

@@ -3,13 +3,6 @@
 
 const REFRESH_MS = 5000;
 const state = { panels: [], charts: new Map(), timer: null, inflight: false };
-const $ = (id) => document.getElementById(id);
-
-function theme() {
-  const saved = localStorage.getItem("logpipe-theme");
-  if (saved) return saved;
-  return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
-}
 
 function applyTheme() {
   document.documentElement.dataset.theme = theme();
@@ -273,6 +266,7 @@ async function main() {
     return;
   }
   document.documentElement.dataset.theme = theme();
+  fillRanges($("range"));
   state.panels = await (await fetch("/api/panels")).json();
   layout();
   await loadFilters();

@@ -5,13 +5,6 @@ const FILTERS = ["text", "trace_id", "user_id", "event_id", "service", "endpoint
   "kind", "source"];
 const TAIL_MS = 1000;
 const state = { columns: [], next: null, loading: false, generation: 0, tailCursor: 0, tailTimer: null, shown: 0 };
-const $ = (id) => document.getElementById(id);
-
-function theme() {
-  const saved = localStorage.getItem("logpipe-theme");
-  if (saved) return saved;
-  return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
-}
 
 function window_() {
   if ($("range").value === "custom") {
@@ -147,6 +140,7 @@ function fromAddress() {
 
 function main() {
   document.documentElement.dataset.theme = theme();
+  fillRanges($("range"));
   fromAddress();
   $("search").addEventListener("submit", search);
   $("range").addEventListener("change", () => { $("custom").hidden = $("range").value !== "custom"; search(); });

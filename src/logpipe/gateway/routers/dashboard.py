@@ -30,7 +30,8 @@ LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><ti
 <p>Open the address <code>logpipe up</code> printed when it started (<code>http://&lt;host&gt;:&lt;port&gt;/?token=...</code>),
 or print it again with <code>logpipe url</code> on the machine that runs logpipe.</p></body></html>"""
 STATIC = resources.files("logpipe.dashboard") / "static"
-ASSETS = {"app.js": "text/javascript", "logs.js": "text/javascript", "style.css": "text/css",
+ASSETS = {"app.js": "text/javascript", "common.js": "text/javascript", "logs.js": "text/javascript",
+          "style.css": "text/css",
           "vendor/echarts.min.js": "text/javascript"}
 
 
