@@ -56,7 +56,7 @@ def test_a_poison_batch_under_kill_9_stores_every_good_row_once_and_dead_letters
     producer.close()
     good += produce_traffic(config, 60_000, seed=12).num_rows
     port = free_port()
-    supervisor = start_processor(env, tmp_path, "--workers", "2", "--port", str(port))
+    supervisor = start_processor({**env, "LOGPIPE_DIM_SYNC_S": "1"}, tmp_path, "--workers", "2", "--port", str(port))
     try:
         def health() -> dict:
             try:
@@ -73,6 +73,10 @@ def test_a_poison_batch_under_kill_9_stores_every_good_row_once_and_dead_letters
         for dimension, from_facts in dimension_pairs():  # replayed after the kill: none counted twice or lost
             assert _rows(port, env, dimension.replace("{db}", "analytics")) == _rows(
                 port, env, from_facts.replace("{db}", "analytics"))
+        # the supervisor, which owns the embedded store, syncs the dimensions: its dictionaries know the hosts
+        hosts = _rows(port, env, "SELECT host FROM analytics.dim_host")
+        assert hosts and wait_for(lambda: _rows(port, env, "SELECT countIf(dictHas('analytics.dict_host', host)) "
+                                                           "FROM analytics.dim_host")[0][0] == len(hosts), 30)
         dead = _rows(port, env, "SELECT uniqExact(offset), count(), countIf(startsWith(reason, "
                                 "'rejected by the store: ') AND position(reason, 'refuse_poison') > 0) "
                                 "FROM analytics.dead_letter")

@@ -254,7 +254,7 @@ def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(
     produced = produce_traffic(config, 60_000, seed=43).num_rows
     port = free_port()
     env = {**os.environ, **env, "LOGPIPE_DATA_DIR": str(tmp_path), "LOGPIPE_PROCESS_PORT": str(port),
-           "LOGPIPE_SPARK_MAX_OFFSETS_PER_TRIGGER": "6000", "LOGPIPE_SPARK_TRIGGER_S": "0.5"}
+           "LOGPIPE_SPARK_MAX_OFFSETS_PER_TRIGGER": "6000", "LOGPIPE_SPARK_TRIGGER_S": "0.5", "LOGPIPE_DIM_SYNC_S": "1"}
     log = open(tmp_path / "spark.log", "ab")  # noqa: SIM115
 
     def count() -> tuple[int, int]:
@@ -282,6 +282,12 @@ def test_killing_the_driver_mid_stream_and_restarting_loses_and_doubles_nothing(
                     return float(line.split()[1])
             raise AssertionError(f"{name} not exposed")
 
+        assert gauge('logpipe_dimension_syncs_total{result="ok"}') > 0  # the driver syncs the dimensions
+        for dimension, from_facts in dimension_pairs():  # and the kill lost or doubled none of them
+            rows = [httpx.post(f"http://127.0.0.1:{port}/v1/query", timeout=30, headers=headers(env),
+                               content=sql.replace("{db}", "analytics").encode()).json()["rows"]
+                    for sql in (dimension, from_facts)]
+            assert rows[0] and rows[0] == rows[1]
         assert gauge("logpipe_spark_processed_rows_per_second") > 0
         assert gauge("logpipe_spark_batch_seconds") > 0
         behind = gauge("logpipe_spark_offsets_behind_latest")
