@@ -27,8 +27,8 @@ def test_the_dashboard_draws_every_panel_and_follows_range_and_service(page, log
     assert lp.query("SELECT count() FROM analytics.fact_log")[0][0] >= 0
     # and requests of the last minutes, so the time series have whole buckets to draw from the start
     now = time.time()
-    recent = b"\n".join(orjson.dumps({"ts": now - 240 + i, "service": ("auth", "order")[i % 2], "status": 200})
-                        for i in range(120))
+    recent = b"\n".join(orjson.dumps({"ts": now - 150 + i / 2, "service": ("auth", "order")[i % 2], "status": 200})
+                        for i in range(120))  # 2.5 to 1.5 minutes ago: whole buckets, well inside 5 minutes
     assert httpx.post(f"{lp.base}/v1/logs", content=recent, headers=lp.headers("ingest")).status_code == 200
     # and system logs from two hosts, over syslog, for the panel of system logs and the source filter
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

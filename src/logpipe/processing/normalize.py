@@ -307,9 +307,10 @@ def _attributes(table: pa.Table) -> pa.Array:
         return base if base is not None else _empty_maps(n)
     texts, valid = [], []
     for name in extras:
-        column = table.column(name).combine_chunks()
+        column = table.column(name)
+        column = column.combine_chunks() if not pa.types.is_nested(column.type) else column
         if pa.types.is_nested(column.type):
-            column = pa.array([None if v is None else orjson.dumps(v).decode() for v in column.to_pylist()],
+            column = pa.array([None if v is None else orjson.dumps(v).decode() for v in _nested_values(column)],
                               type=pa.string())
         elif pa.types.is_null(column.type):
             column = pa.nulls(n, pa.string())
@@ -323,6 +324,22 @@ def _attributes(table: pa.Table) -> pa.Array:
     keys = pa.array(extras).take(pa.array(cols))
     items = pa.concat_arrays(texts).take(pa.array(cols.astype(np.int64) * n + rows))
     return pa.MapArray.from_arrays(pa.array(offsets), keys, items)
+
+
+def _nested_values(column: pa.ChunkedArray) -> list:
+    """A nested column's values. Arrow's JSON reader gives an array of only nulls (``[null, null]``) a
+    child shorter than its offsets say, which Arrow then cannot read: such a list is rebuilt from its
+    offsets."""
+    try:
+        return column.to_pylist()
+    except (pa.ArrowException, IndexError):
+        if not (pa.types.is_list(column.type) and pa.types.is_null(column.type.value_type)):
+            raise
+    values: list = []
+    for chunk in column.chunks:
+        offsets, valid = chunk.offsets.to_numpy(), chunk.is_valid().to_numpy(zero_copy_only=False)
+        values += [[None] * int(offsets[i + 1] - offsets[i]) if valid[i] else None for i in range(len(chunk))]
+    return values
 
 
 def _empty_maps(n: int) -> pa.Array:
