@@ -94,7 +94,3 @@ class LogSearch:
                   if f.init and f.name not in ("start_ms", "end_ms", "text")}
         return {**values, "from": datetime.fromtimestamp(self.start_ms / 1000, UTC),
                 "to": datetime.fromtimestamp(self.end_ms / 1000, UTC), "terms": self.terms, **extra}
-
-
-def search_sql(sql: str, database: str) -> str:
-    return sql.replace("{db}", database)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from logpipe.auth.tokens import Role
 from logpipe.dashboard.panels import PANELS, PANELS_BY_ID, PanelRange, panel_sql
-from logpipe.dashboard.search import COLUMNS, PAGE, TAIL, LogSearch, search_sql
+from logpipe.dashboard.search import COLUMNS, PAGE, TAIL, LogSearch
 from logpipe.gateway.deps import ServicesDep, StoreDep
 from logpipe.gateway.security import READ, caller, registry_of, set_login_cookie
 from logpipe.warehouse import queries
@@ -114,13 +114,7 @@ async def panel_data(
         return Response(orjson.dumps({"id": panel.id, "columns": ["t", "series", "value"], "bucket_s": 2,
                                       "rows": history.rows(window.start_ms, window.end_ms)}),
                         media_type="application/json")
-    try:
-        columns, rows = await run_in_threadpool(store.query_limited, panel_sql(panel, store.database),
-                                                window.parameters(), 30.0)
-    except StoreBusy as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
-    except StoreError as exc:
-        raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
+    columns, rows = await _query(store, panel_sql(panel, store.database), window.parameters())
     convert = _readable if panel.chart == "table" else _epoch_ms  # charts want epoch ms, tables text
     body = {"id": panel.id, "columns": columns, "bucket_s": window.bucket_s,
             "rows": [[convert(v) for v in row] for row in rows]}
@@ -148,13 +142,18 @@ def _search(start_ms: int | None, end_ms: int | None, **filters: Any) -> LogSear
         raise HTTPException(422, str(exc)) from None
 
 
-async def _rows(store: Any, sql: str, parameters: dict[str, Any]) -> list[list[Any]]:
+async def _query(store: Any, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+    """One of the dashboard's own queries in a sandbox session; a busy store is a 429, a failed query a 5xx."""
     try:
-        _, rows = await run_in_threadpool(store.query_limited, search_sql(sql, store.database), parameters, 30.0)
+        return await run_in_threadpool(store.query_limited, sql, parameters, 30.0)
     except StoreBusy as exc:
         raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
     except StoreError as exc:
         raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
+
+
+async def _rows(store: Any, sql: str, parameters: dict[str, Any]) -> list[list[Any]]:
+    _, rows = await _query(store, queries.in_database(sql, store.database), parameters)
     return [[_epoch_ms(v) for v in row] for row in rows]
 
 
