@@ -517,6 +517,68 @@ def kafka_topics(
     Console().print(table)
 
 
+dlq_app = typer.Typer(help="Dead letters: list them, and replay them through the running pipeline.",
+                      no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _api_call(method: str, path: str, role: Role, url: str | None, **kwargs: object) -> object:
+    """A call to the running process's API with the role's token; its refusal, or no process, exits 1."""
+    settings = _settings()
+    base = url or _api_base(settings)
+    try:
+        response = httpx.request(method, f"{base}{path}", headers=_auth_headers(settings, role), timeout=600,
+                                 **kwargs)
+    except httpx.ConnectError:
+        console.print(f"[red]no logpipe process answers at {base}[/red]")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        detail = response.json().get("detail") if response.headers.get("content-type", "").startswith(
+            "application/json") else response.text
+        console.print(f"[red]{method} {path} answered {response.status_code}:[/red] {detail}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@dlq_app.command("list")
+def dlq_list(
+    reason: Annotated[str, typer.Option(help="Only the dead letters of this reason.")] = "",
+    state: Annotated[str, typer.Option(help="open, all, stored, failed or pending.")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    reasons: Annotated[bool, typer.Option("--reasons", help="List the reasons with their counts instead.")] = False,
+    url: Annotated[str | None, typer.Option(help="Gateway base URL; default from settings.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, json or tsv.")] = "table",
+) -> None:
+    """List dead letters, newest first, with their raw records (or, with --reasons, their reasons)."""
+    if reasons:
+        found = _api_call("GET", "/api/dead-letters/reasons", Role.READ, url)
+        _print_rows(["reason", "open", "letters"], [[r["reason"], r["open"], r["letters"]] for r in found],
+                    output_format)
+        return
+    page = _api_call("GET", "/api/dead-letters", Role.READ, url,
+                     params={"reason": reason, "state": state, "limit": limit})
+    columns = ["id", "source", "reason", "copies", "state", "raw"]
+    _print_rows(columns, [[letter[c] for c in columns] for letter in page["letters"]], output_format)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the dead letters to replay (dlq list).")] = None,
+    reason: Annotated[str, typer.Option(help="Replay every open dead letter of this reason.")] = "",
+    url: Annotated[str | None, typer.Option(help="Gateway base URL; default from settings.")] = None,
+) -> None:
+    """Replay open dead letters through the running pipeline, as they are: after a rule or schema
+    change. A dead letter stored by a replay is never replayed again."""
+    if not ids and not reason:
+        console.print("[red]name the dead letters:[/red] their ids, or --reason")
+        raise typer.Exit(2)
+    outcome = _api_call("POST", "/api/dead-letters/replay", Role.ADMIN, url,
+                        json={"ids": ids or [], "reason": "" if ids else reason})
+    sys.stdout.write(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if outcome["failed"] or outcome["unsent"]:
+        raise typer.Exit(3)
+
+
 @grafana_app.command("export")
 def grafana_export(
     out: Annotated[Path, typer.Option(help="Where to write the dashboard JSON.")] = GRAFANA_DASHBOARD,

@@ -100,6 +100,21 @@ DEAD_LETTER_SCHEMA: pa.Schema = pa.schema(
     [pa.field(name, arrow, nullable=False) for name, arrow, _ in DEAD_LETTER_FIELDS]
 )
 
+# What became of a replayed dead letter (analytics.dead_letter_replay; processing/replay.py).
+DEAD_LETTER_REPLAY_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("id", pa.uint64(), "UInt64"),
+    ("ts", TS_TYPE, "DateTime64(3, 'UTC')"),
+    ("state", pa.string(), "LowCardinality(String)"),
+    ("key", pa.string(), "String"),
+    ("source", pa.string(), "LowCardinality(String)"),
+    ("raw", pa.string(), "String"),
+    ("copies", pa.uint32(), "UInt32"),
+    ("reason", pa.string(), "String"),
+)
+DEAD_LETTER_REPLAY_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(name, arrow, nullable=False) for name, arrow, _ in DEAD_LETTER_REPLAY_FIELDS]
+)
+
 # Every alert transition the watchdog makes (firing, resolved), as stored in analytics.alerts.
 ALERT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("ts", TS_TYPE, "DateTime64(3, 'UTC')"),

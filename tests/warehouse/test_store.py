@@ -14,7 +14,14 @@ import pytest
 from clickhouse_connect.driver.query import arrow_buffer
 
 from logpipe.codec.ndjson import encode_ndjson
-from logpipe.events import ALERT_FIELDS, DEAD_LETTER_FIELDS, FACT_FIELDS, FACT_SCHEMA, Provenance
+from logpipe.events import (
+    ALERT_FIELDS,
+    DEAD_LETTER_FIELDS,
+    DEAD_LETTER_REPLAY_FIELDS,
+    FACT_FIELDS,
+    FACT_SCHEMA,
+    Provenance,
+)
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.warehouse import store as store_module
@@ -40,6 +47,10 @@ def test_low_cardinality_columns_are_arrow_dictionaries_in_the_fact_schema():
 
 def test_dead_letter_ddl_equals_the_model(store):
     assert _columns(store, "dead_letter") == [(name, ch) for name, _, ch in DEAD_LETTER_FIELDS]
+
+
+def test_dead_letter_replay_ddl_equals_the_model(store):
+    assert _columns(store, "dead_letter_replay") == [(name, ch) for name, _, ch in DEAD_LETTER_REPLAY_FIELDS]
 
 
 def test_alerts_ddl_equals_the_model(store):

@@ -34,6 +34,7 @@ from logpipe.processing.contract import Sinks
 from logpipe.processing.processor import Processor
 from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.simulator.runner import SimulatorRunner
+from logpipe.sources.dead_letters import DeadLetters
 from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope
 from logpipe.transport.intake import IngestResult, Overloaded, RecentKeys, Records, ShuttingDown, idempotency_token
 from logpipe.transport.kafka import KafkaConfig, topics_for
@@ -380,8 +381,10 @@ class Pipeline:
     def services(self) -> Services:
         """What the gateway serves of this process."""
         config = self.settings.gateway()
+        dead_letters = None if self.store is None else DeadLetters(self.store, self, config.ack_timeout_s)
         return Services(config=config, intake=self, store=self.store, health=self.health,
                         simulator=self.simulator, processor=self.processor, history=self.history,
+                        dead_letters=dead_letters,
                         start=self.start, stop=self.stop,
                         # two of the largest bodies: each one read is held about twice while it is
                         # joined and checked, beside the queue's bytes (the 1 GiB test of 80 posts)

@@ -14,6 +14,7 @@ from logpipe.gateway.body import InFlight
 from logpipe.gateway.config import GatewayConfig
 from logpipe.processing.processor import Processor
 from logpipe.simulator.runner import SimulatorRunner
+from logpipe.sources.dead_letters import DeadLetters
 from logpipe.transport.intake import Intake
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.store import Store
@@ -34,6 +35,7 @@ class Services:
     simulator: SimulatorRunner | None = None
     processor: Processor | None = None  # the embedded processor, which operators may pause
     history: PipelineHistory | None = None
+    dead_letters: DeadLetters | None = None  # listing and replay, where this process owns a store and an intake
     start: Callable[[], None] = _nothing
     stop: Callable[[], None] = _nothing
     in_flight: InFlight = field(default_factory=lambda: InFlight(64 << 20))
@@ -70,8 +72,13 @@ def get_processor(request: Request) -> Processor:
     return _present(get_services(request).processor, "no embedded processor in this process")
 
 
+def get_dead_letters(request: Request) -> DeadLetters:
+    return _present(get_services(request).dead_letters, "this process replays no dead letters")
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 StoreDep = Annotated[Store, Depends(get_store)]
 SimulatorDep = Annotated[SimulatorRunner, Depends(get_simulator)]
 ProcessorDep = Annotated[Processor, Depends(get_processor)]
+DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]

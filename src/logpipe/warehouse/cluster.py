@@ -27,7 +27,7 @@ INSERT = re.compile(r"^INSERT INTO (\w+)\.(\w+)\b", re.M)
 ENGINE = re.compile(r"ENGINE = (\w*)MergeTree(?:\(([^)]*)\))?")
 # A table read with FINAL keeps each key on one shard, where FINAL sees all its versions.
 SHARDING_KEYS = {"fact_log": "cityHash64(event_id)", "dim_service_catalog": "cityHash64(service)",
-                 "dim_time": "toUInt32(hour)", "dim_status": "status"}
+                 "dim_time": "toUInt32(hour)", "dim_status": "status", "dead_letter_replay": "id"}
 
 
 def cluster_statements(database: str, retention_days: int, cluster: str,

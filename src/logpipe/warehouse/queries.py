@@ -70,3 +70,41 @@ INGEST_AGAINST_BASELINE = (
 EVENT_COUNT_BY_ID = "SELECT count() FROM {db}.fact_log WHERE event_id = {id:String}"
 MARKERS_SEEN = "SELECT event_id FROM {db}.fact_log WHERE service = 'bench' AND event_id IN {ids:Array(String)}"
 MERGES_RUNNING = "SELECT count() FROM system.merges"
+
+# Dead letters and their replay (sources/dead_letters.py; table dead_letter_replay in sql/). A dead
+# letter's id is a hash of its whole row: rows alike in every column are one dead letter with `copies`.
+DEAD_LETTER_ID = "cityHash64(ingest_ts, source, topic, partition, offset, reason, raw)"
+_REPLAY_NEWEST = "(ts, state != 'pending')"  # a pending row and its outcome may share a millisecond
+_REPLAY_OUTCOMES = (f"SELECT id, argMax(state, {_REPLAY_NEWEST}) AS outcome, "
+                    f"argMax(reason, {_REPLAY_NEWEST}) AS outcome_reason, max(ts) AS outcome_ts "
+                    "FROM {db}.dead_letter_replay GROUP BY id")
+# A reason without the value its record had ("status: not a number (got 'abc')" -> "status: not a
+# number"): what the reasons are listed, chosen and replayed by.
+REASON_KIND = "replaceRegexpOne(reason, ' [(]got .*$', '')"
+_LETTERS = (f"SELECT {DEAD_LETTER_ID} AS id, ingest_ts, source, topic, partition, offset, reason, raw, "
+            f"{REASON_KIND} AS kind, count() AS copies FROM {{db}}.dead_letter "
+            "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
+            f"AND ({{reason:String}} = '' OR {REASON_KIND} = {{reason:String}}) "
+            "GROUP BY ingest_ts, source, topic, partition, offset, reason, raw")
+_LETTERS_WITH_OUTCOMES = f"({_LETTERS}) AS l LEFT JOIN ({_REPLAY_OUTCOMES}) AS r ON l.id = r.id"
+# The reasons (their kinds) of the window with how many dead letters each has and how many are still open.
+DEAD_LETTER_REASONS = (f"SELECT l.kind, sum(l.copies) AS letters, sumIf(l.copies, r.outcome = '') AS open, "
+                       f"max(l.ingest_ts) AS last FROM {_LETTERS_WITH_OUTCOMES} GROUP BY l.kind "
+                       "ORDER BY open DESC, letters DESC, l.kind LIMIT {limit:UInt32}")
+# Newest first, `limit` of them older than a cursor (the last shown: its ingest_ts and id); `state` is
+# 'all' or one outcome ('' for open).
+DEAD_LETTER_PAGE = (f"SELECT toString(l.id), l.ingest_ts, l.source, l.topic, l.partition, l.offset, l.reason, "
+                    f"l.raw, l.copies, r.outcome, r.outcome_reason, r.outcome_ts FROM {_LETTERS_WITH_OUTCOMES} "
+                    "WHERE ({state:String} = 'all' OR r.outcome = {state:String}) "
+                    "AND ({before_ts:Int64} = 0 OR (toUnixTimestamp64Milli(l.ingest_ts), l.id) < "
+                    "({before_ts:Int64}, {before_id:UInt64})) "
+                    "ORDER BY l.ingest_ts DESC, l.id DESC LIMIT {limit:UInt32}")
+# The open dead letters a replay takes: those of `ids`, or (with no ids) all of the window's `reason` (a kind).
+DEAD_LETTERS_TO_REPLAY = (f"SELECT l.id, l.source, l.raw, l.copies FROM {_LETTERS_WITH_OUTCOMES} "
+                          "WHERE r.outcome = '' AND (empty({ids:Array(UInt64)}) OR has({ids:Array(UInt64)}, l.id)) "
+                          "ORDER BY l.ingest_ts, l.id LIMIT {limit:UInt32}")
+# Replays a crash cut short: their last row is 'pending'.
+PENDING_REPLAYS = (f"SELECT id, argMax(key, {_REPLAY_NEWEST}), argMax(source, {_REPLAY_NEWEST}), "
+                   f"argMax(raw, {_REPLAY_NEWEST}), argMax(copies, {_REPLAY_NEWEST}) "
+                   "FROM {db}.dead_letter_replay GROUP BY id "
+                   f"HAVING argMax(state, {_REPLAY_NEWEST}) = 'pending' ORDER BY id")

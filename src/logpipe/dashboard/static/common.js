@@ -1,4 +1,4 @@
-// What the dashboard's pages share: the element lookup, the theme and the preset time ranges.
+// What the dashboard's pages share: the element lookup, the theme, the preset time ranges and JSON requests.
 "use strict";
 
 const RANGES = [[300000, "Last 5 minutes"], [900000, "Last 15 minutes"], [3600000, "Last hour"],
@@ -15,4 +15,11 @@ function theme() {
 function fillRanges(select) {
   for (const [ms, label] of RANGES) select.add(new Option(label, String(ms), false, ms === DEFAULT_RANGE));
   select.add(new Option("Custom…", "custom"));
+}
+
+async function fetchJson(url, options = {}) {
+  const response = await fetch(url, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`);
+  return body;
 }

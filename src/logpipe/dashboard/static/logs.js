@@ -64,13 +64,6 @@ function toggleDetail(tr, r) {
   tr.after(detail);
 }
 
-async function fetchJson(url) {
-  const response = await fetch(url);
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`);
-  return body;
-}
-
 async function loadPage(first) {
   if (!first && (state.loading || !state.next)) return;  // a new search never waits for an old one's page
   state.loading = true;

@@ -31,6 +31,7 @@ LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><ti
 or print it again with <code>logpipe url</code> on the machine that runs logpipe.</p></body></html>"""
 STATIC = resources.files("logpipe.dashboard") / "static"
 ASSETS = {"app.js": "text/javascript", "common.js": "text/javascript", "logs.js": "text/javascript",
+          "dead-letters.js": "text/javascript",
           "style.css": "text/css",
           "vendor/echarts.min.js": "text/javascript"}
 
@@ -51,6 +52,12 @@ async def index(request: Request, token: str | None = None) -> Response:
 async def logs_page(request: Request) -> Response:
     """Single log lines: search, lookup by id, live tail (logs.js)."""
     return _page(request, "logs.html")
+
+
+@router.get("/dead-letters", include_in_schema=False, response_model=None)
+async def dead_letters_page(request: Request) -> Response:
+    """Dead letters by reason, their raw records, and replay (dead-letters.js)."""
+    return _page(request, "dead-letters.html")
 
 
 def _page(request: Request, name: str) -> Response:
