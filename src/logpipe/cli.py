@@ -493,27 +493,17 @@ def kafka_topics(
     create: Annotated[bool, typer.Option(help="Create missing topics first.")] = True,
 ) -> None:
     """List the log topics with partitions, end offsets and the processor group's lag."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from logpipe.processing.kafka_processor import committed_lag
     from logpipe.transport.kafka import ensure_topics
-    from logpipe.transport.topics import topic_names
+    from logpipe.transport.kafka_overview import KafkaOverview
 
     settings = _settings(kafka_bootstrap=kafka)
     config = settings.kafka_config()
     if create:
         ensure_topics(config)
-    consumer = Consumer(config.client(**{"group.id": config.group_id, "enable.auto.commit": False}))
-    metadata = consumer.list_topics(timeout=10)
     table = Table("topic", "partitions", "end offsets", "lag")
-    for name in topic_names(config.topic_prefix):
-        if name not in metadata.topics:
-            continue
-        partitions = [TopicPartition(name, p) for p in metadata.topics[name].partitions]
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-        lag = sum(committed_lag(consumer, partitions).values())
-        table.add_row(name, str(len(partitions)), str(sum(ends)), str(lag))
-    consumer.close()
+    for topic in KafkaOverview(config).topics()["topics"]:
+        lag = "" if topic["lag"] is None else str(topic["lag"])
+        table.add_row(topic["topic"], str(len(topic["partitions"])), str(topic["end"]), lag)
     Console().print(table)
 
 

@@ -83,6 +83,8 @@ def test_dlq_list_and_replay_from_the_command_line(logpipe_factory):
     again = logpipe("replay", letter["id"])
     assert again.returncode == 0 and orjson.loads(again.stdout)["not_open"] == [letter["id"]]  # never twice
     assert logpipe("replay").returncode == 2
+    without_kafka = httpx.get(f"{lp.base}/api/kafka/topics", headers=lp.headers("read"), timeout=30)
+    assert without_kafka.status_code == 404 and "LOGPIPE_KAFKA_BOOTSTRAP" in without_kafka.text
     assert _stored(lp, run) == []
     anonymous = subprocess.run([*LOGPIPE, "dlq", "list", "--url", lp.base], capture_output=True, text=True,
                                env={k: v for k, v in lp.client_env().items() if not k.endswith("_TOKEN")}

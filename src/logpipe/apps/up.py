@@ -38,6 +38,7 @@ from logpipe.sources.dead_letters import DeadLetters
 from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope
 from logpipe.transport.intake import IngestResult, Overloaded, RecentKeys, Records, ShuttingDown, idempotency_token
 from logpipe.transport.kafka import KafkaConfig, topics_for
+from logpipe.transport.kafka_overview import KafkaOverview
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.connect import open_store
 from logpipe.warehouse.dimensions import DimensionSync, start_sync
@@ -382,9 +383,10 @@ class Pipeline:
         """What the gateway serves of this process."""
         config = self.settings.gateway()
         dead_letters = None if self.store is None else DeadLetters(self.store, self, config.ack_timeout_s)
+        kafka = KafkaOverview(self.settings.kafka_config()) if self.settings.kafka_bootstrap else None
         return Services(config=config, intake=self, store=self.store, health=self.health,
                         simulator=self.simulator, processor=self.processor, history=self.history,
-                        dead_letters=dead_letters,
+                        dead_letters=dead_letters, kafka=kafka,
                         start=self.start, stop=self.stop,
                         # two of the largest bodies: each one read is held about twice while it is
                         # joined and checked, beside the queue's bytes (the 1 GiB test of 80 posts)

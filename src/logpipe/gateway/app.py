@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from logpipe.auth.tokens import TokenRegistry
 from logpipe.gateway.config import GatewayConfig
 from logpipe.gateway.deps import Services
-from logpipe.gateway.routers import control, dashboard, dead_letters, health, logs, query, simulator, warehouse
+from logpipe.gateway.routers import control, dashboard, dead_letters, health, kafka, logs, query, simulator, warehouse
 from logpipe.gateway.security import READ
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.store import Store
@@ -58,7 +58,7 @@ def _app(title: str, description: str, services: Services, tokens: TokenRegistry
 def create_app(services: Services, tokens: TokenRegistry) -> FastAPI:
     return _app("logpipe", "Log ETL and monitoring pipeline: ingest, simulate, query.", services, tokens,
                 [health.router, logs.router, simulator.router, control.router, query.router, warehouse.router,
-                 dashboard.router, dead_letters.router])
+                 dashboard.router, dead_letters.router, kafka.router])
 
 
 def create_store_app(store: Warehouse | None, health_report: Callable[[], dict[str, Any]],

@@ -16,6 +16,7 @@ from logpipe.processing.processor import Processor
 from logpipe.simulator.runner import SimulatorRunner
 from logpipe.sources.dead_letters import DeadLetters
 from logpipe.transport.intake import Intake
+from logpipe.transport.kafka_overview import KafkaOverview
 from logpipe.warehouse.base import Warehouse
 from logpipe.warehouse.store import Store
 
@@ -35,6 +36,7 @@ class Services:
     simulator: SimulatorRunner | None = None
     processor: Processor | None = None  # the embedded processor, which operators may pause
     history: PipelineHistory | None = None
+    kafka: KafkaOverview | None = None  # the read-only view of Kafka, where this process uses Kafka
     dead_letters: DeadLetters | None = None  # listing and replay, where this process owns a store and an intake
     start: Callable[[], None] = _nothing
     stop: Callable[[], None] = _nothing
@@ -76,9 +78,14 @@ def get_dead_letters(request: Request) -> DeadLetters:
     return _present(get_services(request).dead_letters, "this process replays no dead letters")
 
 
+def get_kafka(request: Request) -> KafkaOverview:
+    return _present(get_services(request).kafka, "this process runs without Kafka (LOGPIPE_KAFKA_BOOTSTRAP)")
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 StoreDep = Annotated[Store, Depends(get_store)]
 SimulatorDep = Annotated[SimulatorRunner, Depends(get_simulator)]
 ProcessorDep = Annotated[Processor, Depends(get_processor)]
 DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]
+KafkaDep = Annotated[KafkaOverview, Depends(get_kafka)]

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 from confluent_kafka import (
-    OFFSET_INVALID,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
@@ -330,11 +329,3 @@ class KafkaProcessor:
         if self._commit_failure is not None:
             raise self._commit_failure
 
-
-def committed_lag(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-    lags = {}
-    for tp in consumer.committed(partitions, timeout=10):
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        position = tp.offset if tp.offset != OFFSET_INVALID else low
-        lags[(tp.topic, tp.partition)] = max(0, high - position)
-    return lags

@@ -31,7 +31,7 @@ LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><ti
 or print it again with <code>logpipe url</code> on the machine that runs logpipe.</p></body></html>"""
 STATIC = resources.files("logpipe.dashboard") / "static"
 ASSETS = {"app.js": "text/javascript", "common.js": "text/javascript", "logs.js": "text/javascript",
-          "dead-letters.js": "text/javascript",
+          "dead-letters.js": "text/javascript", "kafka.js": "text/javascript",
           "style.css": "text/css",
           "vendor/echarts.min.js": "text/javascript"}
 
@@ -58,6 +58,12 @@ async def logs_page(request: Request) -> Response:
 async def dead_letters_page(request: Request) -> Response:
     """Dead letters by reason, their raw records, and replay (dead-letters.js)."""
     return _page(request, "dead-letters.html")
+
+
+@router.get("/kafka", include_in_schema=False, response_model=None)
+async def kafka_page(request: Request) -> Response:
+    """Topics, partitions, offsets, lag and the newest dead-letter messages (kafka.js)."""
+    return _page(request, "kafka.html")
 
 
 def _page(request: Request, name: str) -> Response:
