@@ -58,3 +58,19 @@ def test_a_scenario_that_logs_more_than_a_pipe_holds_still_finishes():
     if not outcome:
         child.kill()
     assert outcome == [("result\n", "w" * 2_000_000)]
+
+
+def test_the_search_scenario_reports_each_querys_latency_against_its_target_and_what_the_indexes_cost(tmp_path):
+    run = subprocess.run([*LOGPIPE, "bench", "--scenario", "search", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "LOGPIPE_BENCH_SEARCH_ROWS": "400000"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    details = json.loads((tmp_path / "search.json").read_text())["details"]
+    assert details["rows"] >= 400_000 and details["index_mb"] > 0
+    assert set(details["queries"]) == {"trace_id lookup", "two-word message search", "first page of a filtered view"}
+    for query in details["queries"].values():
+        assert 0 < query["p50_ms"] <= query["p99_ms"] and query["queries"] == 40 and query["rows_found_min"] >= 1
+    assert details["insert_ceiling_with_indexes"] > 0 and details["insert_ceiling_without_indexes"] > 0
+    assert len(details["insert_ceiling_rounds"]["with"]) == len(details["insert_ceiling_rounds"]["without"]) == 2
+    markdown = (tmp_path / "README.md").read_text()
+    assert "| trace_id lookup |" in markdown and "p99 <= 100 ms" in markdown
+    assert "Insert ceiling with the search indexes" in markdown

@@ -3,6 +3,7 @@ with every value bound and the read role required."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -13,6 +14,7 @@ from logpipe.dashboard.search import LogSearch, terms_of
 from logpipe.events import Provenance
 from logpipe.gateway.app import create_store_app
 from logpipe.processing.normalize import normalize_ndjson
+from logpipe.warehouse.queries import in_database
 from tests.conftest import bearer, registry_of
 
 
@@ -110,3 +112,67 @@ def test_the_read_role_is_needed_and_bad_values_are_refused_or_harmless(client, 
 def test_a_search_is_validated_before_any_sql(client):
     with pytest.raises(ValueError, match="from must be before to"):
         LogSearch(5, 5)
+
+
+def test_a_word_matches_whole_words_and_a_word_with_separators_as_written(client):
+    assert _ids(client.get("/api/logs", params={"text": "declin"})) == []  # part of a word is not the word
+    assert _ids(client.get("/api/logs", params={"text": "ISSUER"})) == ["e-007"]
+    assert _ids(client.get("/api/logs", params={"text": "card:"})) == ["e-009"]  # its tokens, then as written
+    assert _ids(client.get("/api/logs", params={"text": "--"})) == []
+
+
+def test_pages_reach_back_through_the_slices_of_a_long_range_in_order(store, tokens):
+    now = time.time()
+    ages_s = [30, 200, 1000, 2000, 5000, 9000, 20000, 40000, 80000]  # past 15 minutes, an hour, four, sixteen
+    events = [_event(i, now, ts=now - age, message=f"step {i} done") for i, age in enumerate(ages_s)]
+    store.insert("fact_log", normalize_ndjson(b"\n".join(orjson.dumps(e) for e in events), Provenance("http")).facts)
+    app = create_store_app(store, lambda: {"status": "ok"}, registry_of(tokens))
+    from logpipe.gateway.routers import dashboard
+
+    app.include_router(dashboard.router)
+    client = TestClient(app, headers=bearer(tokens["read"]))
+    day = {"from": int((now - 86_400) * 1000), "to": int(now * 1000) + 60_000}
+    assert _ids(client.get("/api/logs", params=day)) == [f"e-{i:03d}" for i in range(9)]
+    seen, params = [], {**day, "limit": 2}
+    while True:
+        body = client.get("/api/logs", params=params).json()
+        seen += [row[body["columns"].index("event_id")] for row in body["rows"]]
+        if body["next"] is None:
+            break
+        params = {**day, "limit": 2, **body["next"]}
+    assert seen == [f"e-{i:03d}" for i in range(9)]
+    search = LogSearch(day["from"], day["to"])
+    widths = [end - start for start, end in search.slices()]
+    assert widths[:3] == [900_000, 3_600_000, 14_400_000] and sum(widths) == day["to"] - day["from"]
+    assert list(LogSearch(day["from"], day["to"], trace_id="t-1").slices()) == [(day["from"], day["to"])]
+
+
+def test_the_search_indexes_skip_the_granules_without_the_id_or_the_word(store):
+    now = time.time()
+    for part in range(4):  # a part each, so each holds its own granule
+        lines = [orjson.dumps({"event_id": f"p{part}-{i}", "ts": now - 10, "service": "auth",
+                               "trace_id": f"tr{part}-{i}", "user_id": f"user{part}",
+                               "message": f"step {i} of batch{part}"}) for i in range(50)]
+        store.insert("fact_log", normalize_ndjson(b"\n".join(lines), Provenance("http")).facts)
+    window = (int((now - 60) * 1000), int((now + 60) * 1000))
+
+    def granules_read(**filters: str) -> tuple[int, int]:
+        search = LogSearch(*window, **filters)
+        plan = "\n".join(row[0] for row in store.query_rows(
+            "EXPLAIN indexes = 1 " + in_database(search.page_sql(), store.database), search.parameters())[1])
+        skipped = re.findall(r"Granules: (\d+)/(\d+)", plan.split("Skip", 1)[1])
+        return int(skipped[-1][0]), int(skipped[0][1])
+
+    assert granules_read(trace_id="tr2-7") == (1, 4)
+    assert granules_read(user_id="user3") == (1, 4)
+    assert granules_read(event_id="p1-5") == (1, 4)
+    assert granules_read(text="batch0") == (1, 4)
+    assert granules_read(text="step")[0] == 4  # a word of every granule reads them all
+
+
+def test_the_benchmark_drops_exactly_the_indexes_the_schema_adds(store):
+    from logpipe.warehouse.queries import SEARCH_INDEXES
+
+    names = store.query_rows("SELECT name FROM system.data_skipping_indices WHERE database = {db:String} "
+                             "AND table = 'fact_log' ORDER BY name", {"db": store.database})[1]
+    assert [n for (n,) in names] == sorted(SEARCH_INDEXES)

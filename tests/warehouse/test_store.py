@@ -187,3 +187,4 @@ def test_a_process_killed_during_an_insert_leaves_no_spool_behind():
     finished = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert finished.returncode == -signal.SIGKILL
     assert _spool_files() == spooled_before
+

@@ -139,6 +139,18 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
                       f"and sync, {by_name[off]['inserted_per_s']:,.0f} without: {ratio:.3f} (target >= "
                       f"{DIMENSIONS_TARGET}: {verdict}; a ratio means something when both ran in one "
                       "`--scenario dimensions`)."]
+    search = by_name.get("search", {}).get("details")
+    if search:
+        lines += ["", f"## Search ({search['rows']:,} rows over 24 h)", "", "| query | p50 ms | p99 ms | target |",
+                  "| --- | --- | --- | --- |"]
+        for query, q in search["queries"].items():
+            verdict = "met" if q["p99_ms"] <= q["target_p99_ms"] else "NOT met"
+            lines.append(f"| {query} | {q['p50_ms']:,.0f} | {q['p99_ms']:,.0f} | p99 <= {q['target_p99_ms']} ms: "
+                         f"{verdict} |")
+        verdict = "met" if search["insert_ceiling_with_indexes"] >= CLICKHOUSE_INSERT_TARGET else "NOT met"
+        lines += ["", f"Insert ceiling with the search indexes {search['insert_ceiling_with_indexes']:,} rows/s, "
+                  f"without {search['insert_ceiling_without_indexes']:,}: {search['insert_ceiling_ratio']:.3f} "
+                  f"(target {CLICKHOUSE_INSERT_TARGET:,} with them: {verdict})."]
     lines += ["", "## Stages", ""]
     for r in results:
         lines += [f"### {r['scenario']}", "", "| stage | events/s | MB/s | busy | of ceiling |",

@@ -66,6 +66,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     queue_growth: dict[str, float] = field(default_factory=dict)
     usage: Usage | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # what a scenario measures beside its stages
 
     def as_json(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -98,7 +99,7 @@ class Result:
             "children_cpu_s": round(children.ru_utime + children.ru_stime, 2),
             "stages": stages, "ceilings": self.ceilings,
             "bottleneck": _bottleneck(growing, busiest, components),
-            "notes": self.notes,
+            "notes": self.notes, "details": self.details,
         }
 
 
@@ -799,6 +800,27 @@ def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100
     return result
 
 
+def search(duration_s: float) -> Result:
+    """The logs page's queries on a store of 50 million rows (bench/search.py), and the insert ceiling
+    with the search indexes and without them, alternating, each in a fresh process."""
+    from logpipe.bench import search as bench
+
+    measured = bench.run_store()
+    ceilings: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(2):
+        for indexes in (True, False):
+            ceilings["with" if indexes else "without"].append(_in_fresh_process(bench.insert_ceiling, indexes))
+    with_indexes, without = float(np.median(ceilings["with"])), float(np.median(ceilings["without"]))
+    result = Result("search", measured["build_s"])
+    result.details = {**measured, "insert_ceiling_with_indexes": round(with_indexes),
+                      "insert_ceiling_without_indexes": round(without),
+                      "insert_ceiling_ratio": round(with_indexes / without, 3), "insert_ceiling_rounds": ceilings}
+    result.notes.append(f"store of {measured['rows']:,} rows over 24 h in {measured['parts']} parts, "
+                        f"{measured['disk_mb']:,} MB on disk of which {measured['index_mb']:,} MB search indexes, "
+                        f"built in {measured['build_s']:.0f} s")
+    return result
+
+
 SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-max": lambda d: embedded(d, None, "embedded-max"),
     "embedded-10k": lambda d: embedded(d, 10_000, "embedded-10k"),
@@ -814,6 +836,7 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     # one Collector's defaults: batches of 8,192, 10 exporters sending at once (sending_queue.num_consumers)
     "otlp-ingest": lambda d: source_ingest(d, "otlp-ingest", "otlp", concurrency=5),
     "syslog-tcp": lambda d: source_ingest(d, "syslog-tcp", "syslog"),
+    "search": search,
 }
 # the sources beside the NDJSON path, in one run
 SOURCES_GROUP = ("http-ingest", "file-tail", "otlp-ingest", "syslog-tcp")

@@ -108,3 +108,18 @@ PENDING_REPLAYS = (f"SELECT id, argMax(key, {_REPLAY_NEWEST}), argMax(source, {_
                    f"argMax(raw, {_REPLAY_NEWEST}), argMax(copies, {_REPLAY_NEWEST}) "
                    "FROM {db}.dead_letter_replay GROUP BY id "
                    f"HAVING argMax(state, {_REPLAY_NEWEST}) = 'pending' ORDER BY id")
+
+# The search benchmark (bench/search.py): its store's copies of simulated events, with new ids and
+# times spread over the day; a sample of trace ids; the store's size; and the indexes it measures
+# the insert ceiling without.
+SEARCH_BENCH_COPY = (
+    "INSERT INTO {db}.fact_log SELECT concat(event_id, '.', toString({k:UInt32})), "
+    "fromUnixTimestamp64Milli(toInt64({now:Int64} - cityHash64(event_id, {k:UInt32}) % {day:UInt64}), 'UTC'), "
+    "ingest_ts, service, kind, level, method, endpoint, status, latency_ms, bytes, user_id, "
+    "if(trace_id = '', '', lower(hex(cityHash64(trace_id, {k:UInt32})))), client_ip, host, region, error_code, "
+    "message, attributes, source, sender, topic, partition, offset FROM {db}.fact_log WHERE event_id NOT LIKE '%.%'")
+SEARCH_BENCH_TRACES = "SELECT trace_id FROM {db}.fact_log WHERE trace_id != '' ORDER BY rand() LIMIT {n:UInt32}"
+SEARCH_BENCH_STORE = ("SELECT sum(rows), count(), sum(bytes_on_disk), sum(secondary_indices_compressed_bytes) "
+                      "FROM system.parts WHERE database = {db:String} AND table = 'fact_log' AND active")
+SEARCH_INDEXES = ("trace_id_bloom", "user_id_bloom", "event_id_bloom", "message_tokens")  # as in sql/012
+DROP_SEARCH_INDEX = "ALTER TABLE {db}.fact_log DROP INDEX {name}"  # name: one of SEARCH_INDEXES (str.format)
