@@ -58,6 +58,20 @@ ALTER TABLE analytics.fact_log_local ON CLUSTER 'logpipe' ADD COLUMN IF NOT EXIS
 -- Tables created before the sender column (the name of the ingest token that sent each event) take it here.
 ALTER TABLE analytics.fact_log ON CLUSTER 'logpipe' ADD COLUMN IF NOT EXISTS sender LowCardinality(String) AFTER source;
 
+-- 012_fact_log_search_indexes.sql
+-- The logs page's lookups and free text (dashboard/search.py), without a scan of the time range:
+-- bloom filters on the three ids, and a token bloom filter on the lower-cased message, which the search
+-- reads through hasToken(lowerUTF8(message), ...). Each holds one filter per granule (8,192 rows), so a
+-- lookup reads only the granules that may hold its value. tokenbf_v1 rather than ClickHouse's text
+-- index: the same DDL runs on every server logpipe supports (the text index is experimental in 25.8,
+-- the compose image) and measured the same insert cost (bench/results/history/2026-12-01-search.md).
+-- A table created before these indexes takes them here; parts written before keep being read whole
+-- until the index is materialized (docs/search.md: the ALTER path of an existing table).
+ALTER TABLE analytics.fact_log_local ON CLUSTER 'logpipe' ADD INDEX IF NOT EXISTS trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS user_id_bloom user_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS event_id_bloom event_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    ADD INDEX IF NOT EXISTS message_tokens lowerUTF8(message) TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1;
+
 -- 020_dead_letter.sql
 -- Records that could not become fact rows, with the raw payload and the reason.
 CREATE TABLE IF NOT EXISTS analytics.dead_letter_local ON CLUSTER 'logpipe'
