@@ -48,11 +48,6 @@ async function fitRange() {
   if (fitting) $("range").value = String(fitting);
 }
 
-function setStatus(text, error = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", error);
-}
-
 function layout() {
   const grid = $("grid");
   grid.replaceChildren();

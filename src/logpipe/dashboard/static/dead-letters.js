@@ -12,18 +12,6 @@ function utc(ms) {
   return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "";
 }
 
-function setStatus(text, error = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", error);
-}
-
-function cell(text, className = "") {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
 async function loadReasons() {
   const { from, to } = window_();
   const reasons = await fetchJson(`/api/dead-letters/reasons?from=${from}&to=${to}`);
@@ -58,17 +46,11 @@ function letterRow(letter) {
   const shownState = letter.state === "failed" ? `failed again: ${letter.replay_reason}` : letter.state;
   tr.append(pick, cell(utc(letter.ingest_ms)), cell(letter.source), cell(letter.reason), cell(String(letter.copies), "num"),
     cell(shownState));
-  tr.addEventListener("click", () => toggleDetail(tr, letter));
+  tr.addEventListener("click", () => toggleDetail(tr, 6, (td) => showLetter(td, letter)));
   return tr;
 }
 
-function toggleDetail(tr, letter) {
-  const open = tr.nextElementSibling;
-  if (open && open.classList.contains("detail")) { open.remove(); return; }
-  const detail = document.createElement("tr");
-  detail.className = "detail";
-  const td = document.createElement("td");
-  td.colSpan = 6;
+function showLetter(td, letter) {
   const raw = document.createElement("textarea");
   raw.className = "raw";
   raw.value = letter.raw;
@@ -91,8 +73,6 @@ function toggleDetail(tr, letter) {
     });
     td.append(button);
   }
-  detail.append(td);
-  tr.after(detail);
 }
 
 async function loadLetters(first) {

@@ -3,13 +3,6 @@
 
 const REFRESH_MS = 5000;
 
-function cell(text, className = "") {
-  const td = document.createElement("td");
-  td.textContent = text === null || text === undefined ? "–" : String(text);
-  if (className) td.className = className;
-  return td;
-}
-
 function row(...cells) {
   const tr = document.createElement("tr");
   tr.append(...cells);
@@ -18,11 +11,6 @@ function row(...cells) {
 
 function number(value) {
   return cell(value === null || value === undefined ? null : Number(value).toLocaleString("en-US"), "num");
-}
-
-function setStatus(text, error = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", error);
 }
 
 async function refresh() {

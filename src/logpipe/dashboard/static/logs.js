@@ -23,17 +23,6 @@ function query(extra = {}) {
   return params;
 }
 
-function setStatus(text, error = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", error);
-}
-
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
 function record(row) {
   return Object.fromEntries(state.columns.map((name, i) => [name, row[i]]));
 }
@@ -45,23 +34,15 @@ function rowElement(row) {
   tr.dataset.eventId = r.event_id;
   tr.append(cell(new Date(r.ts).toISOString().replace("T", " ").slice(0, 23)), cell(r.service), cell(r.level),
     cell(r.status || ""), cell(r.host), cell(r.message));
-  tr.addEventListener("click", () => toggleDetail(tr, r));
+  tr.addEventListener("click", () => toggleDetail(tr, 6, (td) => showRecord(td, r)));
   return tr;
 }
 
-function toggleDetail(tr, r) {
-  const open = tr.nextElementSibling;
-  if (open && open.classList.contains("detail")) { open.remove(); return; }
-  const detail = document.createElement("tr");
-  detail.className = "detail";
-  const td = document.createElement("td");
-  td.colSpan = 6;
+function showRecord(td, r) {
   const pre = document.createElement("pre");
   const shown = { ...r, ts: new Date(r.ts).toISOString(), ingest_ts: new Date(r.ingest_ts).toISOString() };
   pre.textContent = JSON.stringify(shown, null, 2);
   td.append(pre);
-  detail.append(td);
-  tr.after(detail);
 }
 
 async function loadPage(first) {
