@@ -31,10 +31,12 @@ from logpipe.gateway.server import BackgroundServer
 from logpipe.health import PAUSED, UP, component, report
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.contract import Sinks
+from logpipe.processing.dead_letters import DeadLetters
 from logpipe.processing.processor import Processor
 from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.simulator.runner import SimulatorRunner
-from logpipe.sources.dead_letters import DeadLetters
+from logpipe.sources.syslog import server as syslog
+from logpipe.sources.syslog.parse import parse_messages
 from logpipe.transport.channel import Channel, ChannelClosed, ChannelFull, Envelope
 from logpipe.transport.intake import IngestResult, Overloaded, RecentKeys, Records, ShuttingDown, idempotency_token
 from logpipe.transport.kafka import KafkaConfig, topics_for
@@ -382,7 +384,8 @@ class Pipeline:
     def services(self) -> Services:
         """What the gateway serves of this process."""
         config = self.settings.gateway()
-        dead_letters = None if self.store is None else DeadLetters(self.store, self, config.ack_timeout_s)
+        dead_letters = None if self.store is None else DeadLetters(
+            self.store, self, config.ack_timeout_s, parsers={syslog.SOURCE: parse_messages})
         kafka = KafkaOverview(self.settings.kafka_config()) if self.settings.kafka_bootstrap else None
         return Services(config=config, intake=self, store=self.store, health=self.health,
                         simulator=self.simulator, processor=self.processor, history=self.history,

@@ -12,9 +12,9 @@ from fastapi import Depends, HTTPException, Request
 from logpipe.dashboard.history import PipelineHistory
 from logpipe.gateway.body import InFlight
 from logpipe.gateway.config import GatewayConfig
+from logpipe.processing.dead_letters import DeadLetters
 from logpipe.processing.processor import Processor
 from logpipe.simulator.runner import SimulatorRunner
-from logpipe.sources.dead_letters import DeadLetters
 from logpipe.transport.intake import Intake
 from logpipe.transport.kafka_overview import KafkaOverview
 from logpipe.warehouse.base import Warehouse

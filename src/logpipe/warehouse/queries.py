@@ -71,7 +71,7 @@ EVENT_COUNT_BY_ID = "SELECT count() FROM {db}.fact_log WHERE event_id = {id:Stri
 MARKERS_SEEN = "SELECT event_id FROM {db}.fact_log WHERE service = 'bench' AND event_id IN {ids:Array(String)}"
 MERGES_RUNNING = "SELECT count() FROM system.merges"
 
-# Dead letters and their replay (sources/dead_letters.py; table dead_letter_replay in sql/). A dead
+# Dead letters and their replay (processing/dead_letters.py; table dead_letter_replay in sql/). A dead
 # letter's id is a hash of its whole row: rows alike in every column are one dead letter with `copies`.
 DEAD_LETTER_ID = "cityHash64(ingest_ts, source, topic, partition, offset, reason, raw)"
 _REPLAY_NEWEST = "(ts, state != 'pending')"  # a pending row and its outcome may share a millisecond

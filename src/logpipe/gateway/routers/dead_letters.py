@@ -1,5 +1,5 @@
 """Dead letters: list them by reason with their raw records (read role), and replay them through the
-intake after a rule or schema change, or with corrected text (admin role). ``sources.dead_letters``
+intake after a rule or schema change, or with corrected text (admin role). ``processing.dead_letters``
 says what a replay guarantees."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from logpipe.gateway.body import BodyTooLarge, read_body
 from logpipe.gateway.deps import DeadLettersDep
 from logpipe.gateway.security import ADMIN, READ
-from logpipe.sources.dead_letters import MAX_PER_REPLAY, ReplayRefused
+from logpipe.processing.dead_letters import MAX_PER_REPLAY, ReplayRefused
 from logpipe.transport.intake import Overloaded, ShuttingDown
 from logpipe.warehouse.errors import StoreBusy, StoreError
 

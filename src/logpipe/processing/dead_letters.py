@@ -12,9 +12,9 @@ intake, with an idempotency key made of their ids and texts:
 A crash between 1 and 3 leaves ``pending`` rows; the next replay first sends those again, with the same
 key and text. The embedded engine stores a keyed request once across restarts (its insert token), so
 nothing is stored twice; with Kafka, as for any keyed request, delivery across such a crash is at
-least once. Text is replayed as a logpipe JSON event, a line of NDJSON, except a syslog dead letter's,
-which is read as a syslog message again; a line of a text log format (nginx, plain) passes once it is
-corrected to a JSON event.
+least once. Text is replayed as a logpipe JSON event, a line of NDJSON, except a dead letter of a
+source whose parser the process hands in (syslog: its messages are read as syslog messages again); a
+line of a text log format (nginx, plain) passes once it is corrected to a JSON event.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,8 +30,6 @@ from typing import Any
 import pyarrow as pa
 
 from logpipe.events import DEAD_LETTER_REPLAY_SCHEMA, TS_TYPE
-from logpipe.sources.syslog.parse import parse_messages
-from logpipe.sources.syslog.server import SOURCE as SYSLOG
 from logpipe.transport.intake import IngestResult, Intake, Records
 from logpipe.warehouse import queries
 from logpipe.warehouse.base import Warehouse
@@ -42,6 +40,7 @@ MAX_PER_REQUEST = 1_000  # dead letters one intake request carries
 MAX_FIXED_BYTES = 1 << 20
 STATES = {"all": "all", "open": "", "pending": "pending", "stored": "stored", "failed": "failed"}
 _WHOLE_RETENTION = (1, 32503680000000)  # epoch ms: every dead letter, whatever its age
+Parser = Callable[[pa.Array], Records]  # a source's texts (a string array) to its records
 
 
 class ReplayRefused(ValueError):
@@ -93,10 +92,12 @@ class DeadLetters:
     """The dead letters of one store, and their replay into one intake. Replays run one at a time in a
     process, so two calls never both take the same open letter."""
 
-    def __init__(self, store: Warehouse, intake: Intake, ack_timeout_s: float = 30.0):
+    def __init__(self, store: Warehouse, intake: Intake, ack_timeout_s: float = 30.0,
+                 parsers: dict[str, Parser] | None = None):
         self.store = store
         self.intake = intake
         self.ack_timeout_s = ack_timeout_s
+        self.parsers = dict(parsers or {})  # by source; the others' texts are JSON events
         self._lock = threading.Lock()
 
     # reading -------------------------------------------------------------------------------------
@@ -149,12 +150,12 @@ class DeadLetters:
             letters = [Letter(int(id_), source, fixes.get(int(id_), raw), int(copies))
                        for id_, source, raw, copies in rows[:MAX_PER_REPLAY]]
             for letter in letters:
-                _check_fix(letter, fixes)
+                _check_fix(letter, fixes, letter.source in self.parsers)
             found = {letter.id for letter in letters}
             outcome.not_open = [str(i) for i in ids if i not in found]
             by_source: dict[str, list[Letter]] = {}
             for letter in letters:
-                problem = _unsendable(letter)
+                problem = _unsendable(letter, letter.source in self.parsers)
                 if problem:
                     outcome.unsent.append({"id": str(letter.id), "reason": problem})
                 else:
@@ -179,8 +180,9 @@ class DeadLetters:
     def _send(self, source: str, chunk: list[Letter], key: str, outcome: ReplayOutcome) -> None:
         owners = [letter for letter in chunk for _ in range(letter.copies)]
         texts = [letter.raw for letter in owners]
-        if source == SYSLOG:
-            payload: bytes | Records = parse_messages(pa.array(texts, pa.string()))
+        parser = self.parsers.get(source)
+        if parser is not None:
+            payload: bytes | Records = parser(pa.array(texts, pa.string()))
         else:
             payload = "\n".join(texts).encode() + b"\n"
         result: IngestResult = self.intake.submit(payload, len(owners), source, SENDER, key).result(
@@ -212,23 +214,23 @@ class DeadLetters:
         self.store.insert("dead_letter_replay", table)
 
 
-def _check_fix(letter: Letter, fixes: dict[int, str]) -> None:
+def _check_fix(letter: Letter, fixes: dict[int, str], parsed: bool) -> None:
     fixed = fixes.get(letter.id)
     if fixed is None:
         return
     if len(fixed.encode()) > MAX_FIXED_BYTES:
         raise ReplayRefused(f"dead letter {letter.id}: a corrected text of more than {MAX_FIXED_BYTES:,} bytes")
-    if letter.source != SYSLOG and ("\n" in fixed or "\r" in fixed):
+    if not parsed and ("\n" in fixed or "\r" in fixed):
         raise ReplayRefused(f"dead letter {letter.id}: a corrected text is one JSON event on one line")
     if not fixed.strip():
         raise ReplayRefused(f"dead letter {letter.id}: the corrected text is empty")
 
 
-def _unsendable(letter: Letter) -> str:
+def _unsendable(letter: Letter, parsed: bool) -> str:
     """Why the text cannot go as one record (it stays open, for a fix), or empty."""
     if not letter.raw.strip():
         return "its text is empty: correct it to a JSON event first"
-    if letter.source != SYSLOG and ("\n" in letter.raw or "\r" in letter.raw):
+    if not parsed and ("\n" in letter.raw or "\r" in letter.raw):
         return "its text holds line breaks: correct it to one JSON event on one line first"
     return ""
 
