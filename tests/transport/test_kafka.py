@@ -244,3 +244,44 @@ def test_a_source_keeps_its_name_topic_and_reasons_through_kafka(kafka_broker, l
     assert wait_for(lambda: lp.query(refused) == [["syslog", "syslog: not a syslog message (no <PRI> at its start)"]],
                     30)
     assert lp.stop() == 0
+
+
+def test_concurrent_requests_validated_together_are_each_answered_and_sent_as_their_own(tmp_path, logpipe_factory,
+                                                                                        kafka_broker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from logpipe.auth.tokens import Role, add_to_tokens_file
+    from tests.kafka_support import headers as role_headers
+
+    _, env = kafka_test_config(kafka_broker)
+    tokens_file = tmp_path / "tokens.toml"
+    senders = {name: add_to_tokens_file(tokens_file, name, Role.INGEST) for name in ("checkout", "billing")}
+    lp = logpipe_factory(LOGPIPE_SIM_ENABLED="false", LOGPIPE_TOKENS_FILE=str(tokens_file), **env)
+    run = uuid.uuid4().hex[:6]
+
+    def post(n: int) -> tuple[int, dict]:
+        sender = ("checkout", "billing")[n % 2]
+        lines = [orjson.dumps({"event_id": f"{run}-{n}-{i}", "ts": time.time(), "service": "auth",
+                               "status": "bad" if i == n % 7 else 200}) for i in range(40)]
+        response = httpx.post(f"{lp.base}/v1/logs", content=b"\n".join(lines), timeout=60,
+                              headers={"Authorization": f"Bearer {senders[sender]}"})
+        return n, response.json()
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = dict(pool.map(post, range(48)))
+    for n, answer in answers.items():  # each request hears of its own records, by its own positions
+        assert (answer["accepted"], answer["rejected"]) == (39, 1), (n, answer)
+        assert [e["index"] for e in answer["errors"]] == [n % 7]
+    expected = sorted((f"{run}-{n}-{i}", ("checkout", "billing")[n % 2]) for n in range(48) for i in range(40)
+                      if i != n % 7)
+
+    def stored() -> list:
+        response = httpx.post(f"{lp.base}/v1/query", headers=role_headers(env), timeout=30, content=(
+            f"SELECT event_id, sender FROM analytics.fact_log WHERE startsWith(event_id, '{run}-') "
+            "ORDER BY event_id").encode())
+        return [tuple(r) for r in response.json()["rows"]]
+
+    assert wait_for(lambda: len(stored()) >= len(expected), 90)
+    assert stored() == expected  # every good record once, with its request's sender

@@ -104,6 +104,13 @@ class EmbeddedEngine:
         return float(self.channel.events)
 
 
+def _settle(future: Future[IngestResult], done: Future[IngestResult]) -> None:
+    if done.exception() is not None:
+        future.set_exception(done.exception())
+    else:
+        future.set_result(done.result())
+
+
 class KafkaEngine:
     """Intake -> Kafka; and, when ``store`` is given, a Kafka processor in this process -> ClickHouse."""
 
@@ -114,6 +121,11 @@ class KafkaEngine:
         self.producer = None
         self.processor = None
         self._thread: threading.Thread | None = None
+        # requests waiting for validation: validated together, they pay the normalizer's fixed cost once
+        self._pending: list[tuple[bytes, str, Future[IngestResult]]] = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._validator: threading.Thread | None = None
 
     @property
     def writes_store(self) -> bool:
@@ -125,6 +137,8 @@ class KafkaEngine:
 
         ensure_topics(self.kafka)
         self.producer = KafkaProducerTransport(self.kafka)
+        self._validator = threading.Thread(target=self._validate_pending, name="logpipe-kafka-validator", daemon=True)
+        self._validator.start()
         if self.store is not None:
             self.processor = KafkaProcessor(self.kafka, self.store, fact_sink(self.store),
                                             dead_letter_sink(self.store), self.config)
@@ -132,6 +146,11 @@ class KafkaEngine:
             self._thread.start()
 
     def stop(self) -> None:
+        with self._wake:  # the requests already taken are validated and produced first
+            self._stopping = True
+            self._wake.notify_all()
+        if self._validator is not None:
+            self._validator.join(60)
         if self.producer is not None:
             log.info("stopping: flushing the Kafka producer")
             self.producer.close()
@@ -148,7 +167,33 @@ class KafkaEngine:
             raise ShuttingDown
         if isinstance(payload, Records):
             return self._produce_records(payload, provenance)
-        return self._produce_validated(payload, provenance.sender)
+        if not self.producer.has_room_for(events):
+            metrics.EVENTS_DROPPED.labels(component="gateway").inc(events)
+            raise Overloaded(retry_after_s=1.0)
+        future: Future[IngestResult] = Future()
+        with self._wake:
+            if self._stopping:
+                raise ShuttingDown
+            self._pending.append((payload, provenance.sender, future))
+            self._wake.notify()
+        return future
+
+    def _validate_pending(self) -> None:
+        """Takes every request waiting, validates them in one call and produces each: while one batch is
+        validated the next gathers, so the batches grow with the load and add no wait of their own."""
+        while True:
+            with self._wake:
+                while not self._pending and not self._stopping:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            try:
+                self._produce_validated(batch)
+            except Exception as exc:  # nothing of a failed batch is claimed: each request answers 5xx
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
 
     def _produce_records(self, records: Records, provenance: Provenance) -> Future[IngestResult]:
         """A source's rows, one JSON message each, named by the ``logpipe-source`` header. A row that
@@ -180,27 +225,36 @@ class KafkaEngine:
             len(good), len(normalized.dead_letters),
             [{"index": b.index, "reason": b.reason} for b in normalized.dead_letters[:100]]))
 
-    def _produce_validated(self, payload: bytes, sender: str = "") -> Future[IngestResult]:
+    def _produce_validated(self, batch: list[tuple[bytes, str, Future[IngestResult]]]) -> None:
         """Validate here to answer with reasons; produce every record, the processor dead-letters
         the bad ones (logs.dlq and dead_letter) so that path stays in one place. A named sender goes
-        with each record as the ``logpipe-sender`` header."""
+        with each record as the ``logpipe-sender`` header. The requests of ``batch`` are validated as
+        one payload, and each is answered with its own records' outcome."""
         from logpipe.processing.normalize import normalize_ndjson
         from logpipe.transport.kafka import message_keys
         from logpipe.transport.topics import OTHER_SUFFIX, SENDER_HEADER
 
-        normalized = normalize_ndjson(payload, Provenance("http"), rules=self.config.rules)
-        lines = [line for line in payload.split(b"\n") if line.strip()]
-        bad_positions = {b.index for b in normalized.dead_letters}
-        good_lines = [line for i, line in enumerate(lines) if i not in bad_positions]
+        per_request = [[line for line in payload.split(b"\n") if line.strip()] for payload, _, _ in batch]
+        normalized = normalize_ndjson(b"\n".join(line for lines in per_request for line in lines),
+                                      Provenance("http"), rules=self.config.rules)
+        reasons = {b.index: b.reason for b in normalized.dead_letters}
         topics = topics_for(normalized.facts, self.kafka.topic_prefix).tolist()
         keys = message_keys(normalized.facts)
-        bad_lines = [lines[i] for i in sorted(bad_positions) if i < len(lines)]
         other = self.kafka.topic_prefix + OTHER_SUFFIX
-        values = good_lines + bad_lines
-        headers = [[(SENDER_HEADER, sender.encode())]] * len(values) if sender else None
-        return self._send(values, topics + [other] * len(bad_lines), keys + [None] * len(bad_lines), headers,
-                          IngestResult(len(good_lines), len(normalized.dead_letters),
-                                       [{"index": b.index, "reason": b.reason} for b in normalized.dead_letters[:100]]))
+        first, fact = 0, 0
+        for lines, (_, sender, future) in zip(per_request, batch, strict=True):
+            bad = [i for i in range(len(lines)) if first + i in reasons]
+            good = len(lines) - len(bad)
+            values = [line for i, line in enumerate(lines) if first + i not in reasons] + [lines[i] for i in bad]
+            headers = [[(SENDER_HEADER, sender.encode())]] * len(values) if sender else None
+            result = IngestResult(good, len(bad), [{"index": i, "reason": reasons[first + i]} for i in bad[:100]])
+            try:
+                sent = self._send(values, topics[fact:fact + good] + [other] * len(bad),
+                                  keys[fact:fact + good] + [None] * len(bad), headers, result)
+                sent.add_done_callback(lambda done, future=future: _settle(future, done))
+            except Exception as exc:  # a full producer: this request claims nothing
+                future.set_exception(exc)
+            first, fact = first + len(lines), fact + good
 
     def _send(self, values: list[bytes], topics: list[str], keys: list[str | None],
               headers: list[list[tuple[str, bytes]]] | None, result: IngestResult) -> Future[IngestResult]:
