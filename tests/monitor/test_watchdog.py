@@ -228,3 +228,26 @@ def test_the_checks_never_read_the_future(store):
     assert 100 <= freshness <= 200  # the newest event that is not in the future, 100 s ago
     rates = measure(Rule(name="error_rate", kind="error_rate", threshold=20, window_s=600), observer)
     assert all(rate < 50 for rate in rates.values())  # the future 503s are not in the window
+
+
+def test_the_freshness_check_reads_the_newest_minute_of_raw_rows_not_the_day(store):
+    from logpipe.codec.ndjson import encode_ndjson
+    from logpipe.events import Provenance
+    from logpipe.monitor.checks import Observer, measure
+    from logpipe.monitor.rules import Rule
+    from logpipe.processing.normalize import normalize_ndjson
+    from logpipe.simulator.generator import TrafficGenerator
+    from logpipe.warehouse import queries
+
+    now = time.time()
+    generator = TrafficGenerator(seed=4)
+    store.command(f"SYSTEM STOP MERGES {store.database}.fact_log")  # three parts stay three
+    for start in (now - 20 * 3600, now - 10 * 3600, now - 100):  # a part each: the day's hours, and now
+        table = generator.generate(500, start, start + 10)
+        store.insert("fact_log", normalize_ndjson(encode_ndjson(table), Provenance("http")).facts)
+    freshness = measure(Rule(name="freshness", kind="freshness", threshold=60), Observer(store, dict, str))
+    assert 90 <= freshness["pipeline"] <= 120
+    plan = "\n".join(r[0] for r in store.query_rows(
+        "EXPLAIN indexes = 1 " + queries.in_database(queries.FRESHNESS, store.database))[1])
+    minmax = plan.split("Min-Max", 1)[1]
+    assert "Parts: 1/3" in minmax  # the older parts are not read

@@ -56,8 +56,11 @@ ERROR_RATE = ("SELECT service, 100 * countIf(status >= 500) / count() FROM {db}.
 LATENCY_P99 = ("SELECT service, quantile(0.99)(latency_ms) FROM {db}.fact_log "
                "WHERE kind = 'request' AND ts > now64(3) - INTERVAL {w:UInt32} SECOND AND ts <= now64(3) "
                "GROUP BY service HAVING count() >= {m:UInt32}")
+# Freshness reads the raw rows of the newest minute the rollup has, not a day of them: its cost stays
+# that of a minute of events however much the store holds (a day only when nothing came for a day).
 FRESHNESS = ("SELECT dateDiff('millisecond', max(ts), now64(3)) / 1000, count() FROM {db}.fact_log "
-             "WHERE ts > now64(3) - INTERVAL 1 DAY AND ts <= now64(3)")
+             "WHERE ts >= greatest(now() - INTERVAL 1 DAY, (SELECT max(minute) FROM {db}.fact_log_1m "
+             "WHERE minute > now() - INTERVAL 1 DAY AND minute <= now())) AND ts <= now64(3)")
 DEAD_LETTERS_PER_S = ("SELECT count() / {w:UInt32} FROM {db}.dead_letter "
                       "WHERE ingest_ts > now64(3) - INTERVAL {w:UInt32} SECOND AND ingest_ts <= now64(3)")
 INGEST_AGAINST_BASELINE = (
