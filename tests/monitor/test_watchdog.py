@@ -251,3 +251,28 @@ def test_the_freshness_check_reads_the_newest_minute_of_raw_rows_not_the_day(sto
         "EXPLAIN indexes = 1 " + queries.in_database(queries.FRESHNESS, store.database))[1])
     minmax = plan.split("Min-Max", 1)[1]
     assert "Parts: 1/3" in minmax  # the older parts are not read
+
+
+def test_the_ingest_rate_check_skips_what_came_in_before_its_window(store):
+    import pyarrow as pa
+
+    from logpipe.codec.ndjson import encode_ndjson
+    from logpipe.events import FACT_SCHEMA, Provenance
+    from logpipe.processing.normalize import normalize_ndjson
+    from logpipe.simulator.generator import TrafficGenerator
+    from logpipe.warehouse import queries
+
+    now = time.time()
+    store.command(f"SYSTEM STOP MERGES {store.database}.fact_log")
+    for hours_ago in (30, 20, 0):  # three inserts: two long before the window, one now
+        facts = normalize_ndjson(encode_ndjson(TrafficGenerator(seed=hours_ago).generate(300, now - 60, now - 30)),
+                                 Provenance("http")).facts
+        ingest = pa.array([int((now - hours_ago * 3600) * 1000)] * facts.num_rows).cast(FACT_SCHEMA.field("ts").type)
+        store.insert("fact_log", facts.set_column(facts.schema.get_field_index("ingest_ts"), "ingest_ts", ingest))
+    sql = queries.in_database(queries.INGEST_AGAINST_BASELINE, store.database)
+    parameters = {"w": 60, "b": 900}
+    current, baseline = store.query_rows(sql, parameters)[1][0]
+    assert baseline == 0 and current * 60 >= 300  # only the newest insert is in the window
+    plan = "\n".join(r[0] for r in store.query_rows("EXPLAIN indexes = 1 " + sql, parameters)[1])
+    skip = plan.split("ingest_ts_minmax", 1)[1]
+    assert "Parts: 1/3" in skip
