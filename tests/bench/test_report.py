@@ -74,3 +74,21 @@ def test_the_search_scenario_reports_each_querys_latency_against_its_target_and_
     markdown = (tmp_path / "README.md").read_text()
     assert "| trace_id lookup |" in markdown and "p99 <= 100 ms" in markdown
     assert "Insert ceiling with the search indexes" in markdown
+
+
+def test_the_monitoring_cost_scenario_times_every_check_and_panel_on_two_stores(tmp_path):
+    from logpipe.bench.monitoring import CHECKS
+    from logpipe.dashboard.panels import PANELS
+
+    run = subprocess.run([*LOGPIPE, "bench", "--scenario", "monitoring-cost", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "LOGPIPE_BENCH_MONITORING_ROWS": "200000,400000"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    details = json.loads((tmp_path / "monitoring-cost.json").read_text())["details"]
+    small, large = details["sizes"]
+    assert small["rows"] < large["rows"]
+    panels = [p.id for p in PANELS if p.source != "metrics"]
+    expected = {f"check {c}" for c in CHECKS} | {f"panel {p} ({span})" for p in panels for span in ("1 h", "24 h")}
+    assert set(details["time_ratio"]) == expected == set(small["ms"]) == set(large["ms"])
+    assert all(ms > 0 for ms in large["ms"].values())
+    assert "| check freshness |" in (tmp_path / "README.md").read_text()

@@ -151,6 +151,14 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
         lines += ["", f"Insert ceiling with the search indexes {search['insert_ceiling_with_indexes']:,} rows/s, "
                   f"without {search['insert_ceiling_without_indexes']:,}: {search['insert_ceiling_ratio']:.3f} "
                   f"(target {CLICKHOUSE_INSERT_TARGET:,} with them: {verdict})."]
+    monitoring = by_name.get("monitoring-cost", {}).get("details")
+    if monitoring:
+        small, large = monitoring["sizes"]
+        lines += ["", f"## Monitoring's cost ({small['rows']:,} and {large['rows']:,} rows over 24 h)", "",
+                  f"Median of {5} runs each; the rows grew x{monitoring['rows_ratio']}.", "",
+                  "| query | ms, smaller store | ms, larger store | grew |", "| --- | --- | --- | --- |"]
+        for name, ratio in monitoring["time_ratio"].items():
+            lines.append(f"| {name} | {small['ms'][name]:,.1f} | {large['ms'][name]:,.1f} | x{ratio} |")
     lines += ["", "## Stages", ""]
     for r in results:
         lines += [f"### {r['scenario']}", "", "| stage | events/s | MB/s | busy | of ceiling |",

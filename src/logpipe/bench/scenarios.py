@@ -821,6 +821,21 @@ def search(duration_s: float) -> Result:
     return result
 
 
+def monitoring_cost(duration_s: float) -> Result:
+    """Each watchdog check's and dashboard panel's query time on stores of 10 and 100 million rows
+    (bench/monitoring.py), each store built and read in a fresh process."""
+    from logpipe.bench import monitoring
+
+    started = time.perf_counter()
+    small, large = (_in_fresh_process(monitoring.measure, rows) for rows in monitoring.SIZES)
+    result = Result("monitoring-cost", time.perf_counter() - started)
+    result.details = monitoring.compare(small, large)
+    worst = max(result.details["time_ratio"].items(), key=lambda item: item[1])
+    result.notes.append(f"stores of {small['rows']:,} and {large['rows']:,} rows; the query that grew most: "
+                        f"{worst[0]}, x{worst[1]} for x{result.details['rows_ratio']} the rows")
+    return result
+
+
 SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-max": lambda d: embedded(d, None, "embedded-max"),
     "embedded-10k": lambda d: embedded(d, 10_000, "embedded-10k"),
@@ -837,6 +852,7 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "otlp-ingest": lambda d: source_ingest(d, "otlp-ingest", "otlp", concurrency=5),
     "syslog-tcp": lambda d: source_ingest(d, "syslog-tcp", "syslog"),
     "search": search,
+    "monitoring-cost": monitoring_cost,
 }
 # the sources beside the NDJSON path, in one run
 SOURCES_GROUP = ("http-ingest", "file-tail", "otlp-ingest", "syslog-tcp")

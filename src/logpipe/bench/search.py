@@ -3,7 +3,8 @@ over the last 24 hours, through the code the page runs (``LogSearch.newest_first
 and what the search indexes cost the insert ceiling, with and without them, in the same run.
 
 The store: 1,000,000 events from the simulator, normalized as ingest does, then copied inside
-ClickHouse with new event and trace ids and times spread over the day, until it holds ``rows``.
+ClickHouse with new event and trace ids and times spread over the day, until it holds ``rows``; each
+is stamped as ingested half a second after its event time, as a live pipeline stores it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from logpipe.codec.ndjson import encode_ndjson
 from logpipe.dashboard.search import LogSearch
@@ -57,7 +60,10 @@ def build(store: Any, rows: int, now_ms: int) -> float:
     for i in range(chunks):
         start_s = (now_ms - DAY_MS) / 1000 + i * DAY_MS / 1000 / chunks
         table = generator.generate(chunk, start_s, start_s + DAY_MS / 1000 / chunks)
-        store.insert("fact_log", normalize_ndjson(encode_ndjson(table), Provenance("simulator")).facts, f"seed-{i}")
+        facts = normalize_ndjson(encode_ndjson(table), Provenance("simulator")).facts
+        ingested = pc.add(facts.column("ts").cast(pa.int64()), 500).cast(facts.schema.field("ingest_ts").type)
+        facts = facts.set_column(facts.schema.get_field_index("ingest_ts"), "ingest_ts", ingested)
+        store.insert("fact_log", facts, f"seed-{i}")
     seeded = store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database})[1][0][0]
     for k in range(1, max(1, -(-rows // seeded))):
         store.query_rows(queries.in_database(queries.SEARCH_BENCH_COPY, store.database),

@@ -113,12 +113,13 @@ PENDING_REPLAYS = (f"SELECT id, argMax(key, {_REPLAY_NEWEST}), argMax(source, {_
                    f"HAVING argMax(state, {_REPLAY_NEWEST}) = 'pending' ORDER BY id")
 
 # The search benchmark (bench/search.py): its store's copies of simulated events, with new ids and
-# times spread over the day; a sample of trace ids; the store's size; and the indexes it measures
-# the insert ceiling without.
+# times spread over the day, each ingested half a second after its event time; a sample of trace ids;
+# the store's size; and the indexes it measures the insert ceiling without.
 SEARCH_BENCH_COPY = (
     "INSERT INTO {db}.fact_log SELECT concat(event_id, '.', toString({k:UInt32})), "
     "fromUnixTimestamp64Milli(toInt64({now:Int64} - cityHash64(event_id, {k:UInt32}) % {day:UInt64}), 'UTC'), "
-    "ingest_ts, service, kind, level, method, endpoint, status, latency_ms, bytes, user_id, "
+    "fromUnixTimestamp64Milli(toInt64({now:Int64} - cityHash64(event_id, {k:UInt32}) % {day:UInt64}) + 500, 'UTC'), "
+    "service, kind, level, method, endpoint, status, latency_ms, bytes, user_id, "
     "if(trace_id = '', '', lower(hex(cityHash64(trace_id, {k:UInt32})))), client_ip, host, region, error_code, "
     "message, attributes, source, sender, topic, partition, offset FROM {db}.fact_log WHERE event_id NOT LIKE '%.%'")
 SEARCH_BENCH_TRACES = "SELECT trace_id FROM {db}.fact_log WHERE trace_id != '' ORDER BY rand() LIMIT {n:UInt32}"
