@@ -236,3 +236,11 @@ def test_derived_and_aliased_fields_in_a_mixed_batch():
     assert [(r["level"], r["kind"]) for r in rows] == [("WARN", "request"), ("ERROR", "request"),
                                                      ("INFO", "request"), ("INFO", "app_error")]
     assert [r["attributes"] for r in rows] == [[]] * 4 and {r["source"] for r in rows} == {"http"}
+
+
+def test_a_known_field_holding_a_list_of_only_nulls_is_a_dead_letter_with_its_reason():
+    lines = [{"ts": NOW_MS / 1000, "service": "a", "status": [None, None]}, {"ts": NOW_MS / 1000, "service": "a",
+                                                                           "status": 200}]
+    normalized = normalize_ndjson(b"\n".join(orjson.dumps(line) for line in lines), Provenance("http"), NOW_MS)
+    assert normalized.facts.column("status").to_pylist() == [200]
+    assert [d.reason for d in normalized.dead_letters] == ["status: not a number (got '[null,null]')"]
