@@ -98,43 +98,10 @@ class _Rejections:
 def _column(table: pa.Table, name: str) -> pa.Array | None:
     if name not in table.column_names:
         return None
-    column = _readable(table.column(name))
+    column = table.column(name)
     if pa.types.is_null(column.type):
         return None
     return column.combine_chunks()
-
-
-def _readable(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The column, with every list of only nulls (``[null, null]``, at any depth) rebuilt from its
-    offsets: Arrow's JSON reader gives such a list a child shorter than its offsets say, which Arrow
-    then cannot read."""
-    if not _holds_null_lists(column.type):
-        return column
-    return pa.chunked_array([_rebuilt(chunk) for chunk in column.chunks], column.type)
-
-
-def _holds_null_lists(kind: pa.DataType) -> bool:
-    if pa.types.is_list(kind):
-        return pa.types.is_null(kind.value_type) or _holds_null_lists(kind.value_type)
-    if pa.types.is_struct(kind):
-        return any(_holds_null_lists(kind.field(i).type) for i in range(kind.num_fields))
-    return False
-
-
-def _rebuilt(array: pa.Array) -> pa.Array:
-    if pa.types.is_list(array.type):
-        offsets = array.offsets.to_numpy(zero_copy_only=False)
-        start, end = int(offsets[0]), int(offsets[-1])
-        relative = pa.array(offsets - start, pa.int32())
-        if pa.types.is_null(array.type.value_type):
-            values = pa.nulls(end - start)
-        else:
-            values = _rebuilt(array.values.slice(start, end - start))
-        return pa.ListArray.from_arrays(relative, values, mask=array.is_null())
-    if pa.types.is_struct(array.type) and _holds_null_lists(array.type):
-        fields = [_rebuilt(array.field(i)) for i in range(array.type.num_fields)]
-        return pa.StructArray.from_arrays(fields, fields=list(array.type), mask=array.is_null())
-    return array
 
 
 def _text(table: pa.Table, name: str) -> pa.Array:
@@ -360,7 +327,7 @@ def _attributes(table: pa.Table) -> pa.Array:
 
 
 def _nested_values(column: pa.ChunkedArray) -> list:
-    return _readable(column).to_pylist()
+    return column.to_pylist()
 
 
 def _empty_maps(n: int) -> pa.Array:
