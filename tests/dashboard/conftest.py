@@ -25,3 +25,14 @@ def page():
         page.on("pageerror", lambda e: page.problems.append(str(e)))
         yield page
         browser.close()
+
+
+def screenshots(page, name: str, ready) -> None:
+    """The page in each theme, saved as ``<name>-light.png`` and ``<name>-dark.png``; ``ready(page)``
+    waits until the reloaded page has drawn."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for theme in ("light", "dark"):
+        page.evaluate(f"localStorage.setItem('logpipe-theme', '{theme}')")
+        page.reload()
+        ready(page)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{theme}.png"), full_page=True)

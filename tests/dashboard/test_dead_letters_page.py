@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from tests.conftest import LOGPIPE
-from tests.dashboard.conftest import ARTIFACTS
+from tests.dashboard.conftest import screenshots
 
 
 def _post(lp, *events: dict) -> dict:
@@ -53,13 +53,7 @@ def test_a_dead_letter_is_corrected_and_replayed_from_the_page(page, logpipe_fac
     page.select_option("#state", "stored")
     page.locator("#letters tr.letter", has_text="stored").wait_for(timeout=10_000)
     assert page.problems == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    for theme in ("light", "dark"):
-        page.evaluate(f"localStorage.setItem('logpipe-theme', '{theme}')")
-        page.reload()
-        page.locator("#letters tr.letter").first.wait_for(timeout=10_000)
-        page.locator("#letters tr.letter").first.click()
-        page.screenshot(path=str(ARTIFACTS / f"dead-letters-{theme}.png"), full_page=True)
+    screenshots(page, "dead-letters", lambda p: p.locator("#letters tr.letter").first.click(timeout=10_000))
 
 
 def test_dlq_list_and_replay_from_the_command_line(logpipe_factory):

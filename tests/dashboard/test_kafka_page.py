@@ -13,7 +13,7 @@ import orjson
 
 from logpipe.transport.topics import topic_names
 from tests.conftest import LOGPIPE
-from tests.dashboard.conftest import ARTIFACTS
+from tests.dashboard.conftest import screenshots
 from tests.kafka_support import kafka_test_config, wait_for
 
 
@@ -54,9 +54,5 @@ def test_the_kafka_page_shows_topics_partitions_lag_and_the_newest_dead_letter(p
     assert "status: not a number" in message.inner_text()
     assert config.group_id in page.inner_text("#summary")
     assert page.problems == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    for theme in ("light", "dark"):
-        page.evaluate(f"localStorage.setItem('logpipe-theme', '{theme}')")
-        page.reload()
-        page.wait_for_function("Number(document.body.dataset.refreshed) > 0", timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / f"kafka-{theme}.png"), full_page=True)
+    screenshots(page, "kafka", lambda p: p.wait_for_function("Number(document.body.dataset.refreshed) > 0",
+                                                            timeout=30_000))

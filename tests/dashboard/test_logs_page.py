@@ -9,7 +9,7 @@ import uuid
 import httpx
 import orjson
 
-from tests.dashboard.conftest import ARTIFACTS
+from tests.dashboard.conftest import screenshots
 
 
 def _post(lp, *events: dict) -> None:
@@ -53,12 +53,7 @@ def test_a_trace_id_search_finds_the_row_and_live_tail_follows_a_new_event(page,
     time.sleep(2.5)
     assert page.locator(f'tr.log[data-event-id="{run}-c"]').count() == 0
     assert page.problems == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    for theme in ("light", "dark"):
-        page.evaluate(f"localStorage.setItem('logpipe-theme', '{theme}')")
-        page.reload()
-        page.locator("tr.log").first.wait_for(timeout=10_000)
-        page.screenshot(path=str(ARTIFACTS / f"logs-{theme}.png"), full_page=True)
+    screenshots(page, "logs", lambda p: p.locator("tr.log").first.wait_for(timeout=10_000))
 
 
 def test_a_point_of_a_panel_and_an_endpoint_row_open_their_logs(page, logpipe_factory):

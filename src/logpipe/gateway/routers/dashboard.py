@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from logpipe.auth.tokens import Role
 from logpipe.dashboard.panels import PANELS, PANELS_BY_ID, PanelRange, panel_sql
 from logpipe.dashboard.search import COLUMNS, LogSearch
+from logpipe.gateway.answers import in_thread
 from logpipe.gateway.deps import ServicesDep, StoreDep
 from logpipe.gateway.security import READ, caller, registry_of, set_login_cookie
 from logpipe.warehouse import queries
-from logpipe.warehouse.errors import StoreBusy, StoreError
 
 router = APIRouter(tags=["dashboard"])
 LOGIN_NEEDED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>logpipe: log in</title></head>
@@ -155,19 +155,9 @@ def _search(start_ms: int | None, end_ms: int | None, **filters: Any) -> LogSear
         raise HTTPException(422, str(exc)) from None
 
 
-async def _guarded(function: Any, *args: Any) -> Any:
-    """The dashboard's own queries in a worker thread: a busy store is a 429, a failed query a 5xx."""
-    try:
-        return await run_in_threadpool(function, *args)
-    except StoreBusy as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
-    except StoreError as exc:
-        raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
-
-
 async def _query(store: Any, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple]]:
     """One of the dashboard's own queries, in a sandbox session."""
-    return await _guarded(store.query_limited, sql, parameters, 30.0)
+    return await in_thread(store.query_limited, sql, parameters, 30.0)
 
 
 def _reader(store: Any) -> Any:
@@ -203,7 +193,7 @@ async def search_logs(store: StoreDep, filters: Annotated[LogFilters, Depends()]
                       before_ts: int = 0, before_id: str = "") -> Response:
     """Single rows of fact_log, newest first; ``next`` is the cursor of the following page (None at the end)."""
     search = _search(filters.start_ms, filters.end_ms, **filters.filters, before_ts=before_ts, before_id=before_id)
-    rows = await _guarded(search.newest_first, _reader(store))
+    rows = await in_thread(search.newest_first, _reader(store))
     ts, event_id = COLUMNS.index("ts"), COLUMNS.index("event_id")
     cursor = {"before_ts": rows[-1][ts], "before_id": rows[-1][event_id]} if len(rows) == search.limit else None
     return Response(orjson.dumps({"columns": COLUMNS, "rows": rows, "next": cursor}), media_type="application/json")
@@ -214,7 +204,7 @@ async def tail_logs(store: StoreDep, filters: Annotated[LogFilters, Depends()], 
     """The rows inserted after ``after_ingest`` (epoch ms of ingest_ts), oldest first, for live tail;
     ``after_ingest`` in the answer is the cursor of the next call."""
     search = _search(filters.start_ms, filters.end_ms, **filters.filters)
-    rows = await _guarded(_reader(store), search.tail_sql(), search.parameters(after_ingest=after_ingest))
+    rows = await in_thread(_reader(store), search.tail_sql(), search.parameters(after_ingest=after_ingest))
     ingest = COLUMNS.index("ingest_ts")
     cursor = max((row[ingest] for row in rows), default=after_ingest)
     return Response(orjson.dumps({"columns": COLUMNS, "rows": rows, "after_ingest": cursor}),

@@ -9,14 +9,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
+from logpipe.gateway.answers import in_thread
 from logpipe.gateway.body import BodyTooLarge, read_body
 from logpipe.gateway.deps import DeadLettersDep
 from logpipe.gateway.security import ADMIN, READ
 from logpipe.processing.dead_letters import MAX_PER_REPLAY, ReplayRefused
 from logpipe.transport.intake import Overloaded, ShuttingDown
-from logpipe.warehouse.errors import StoreBusy, StoreError
 
 router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"])
 MAX_REPLAY_BODY_BYTES = 8 << 20
@@ -41,10 +40,10 @@ async def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
     """A read or a replay in a worker thread, its failures as answers: the request's own mistakes are
     a 400, a full pipeline or a busy store a 429, a store or intake that fails a 503."""
     try:
-        return await run_in_threadpool(function, *args, **kwargs)
+        return await in_thread(lambda: function(*args, **kwargs))
     except ReplayRefused as exc:
         raise HTTPException(400, str(exc)) from None
-    except (Overloaded, StoreBusy) as exc:
+    except Overloaded as exc:
         raise HTTPException(429, f"{exc}; retry later (what was not sent stays open)",
                             headers={"Retry-After": "1"}) from None
     except ShuttingDown:
@@ -53,8 +52,6 @@ async def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
     except TimeoutError:
         raise HTTPException(503, "not durable in time; the next replay finishes it",
                             headers={"Retry-After": "5"}) from None
-    except StoreError as exc:
-        raise HTTPException(503 if exc.retryable else 500, {"code": exc.code, "message": str(exc)}) from None
 
 
 def _json(body: Any) -> Response:
