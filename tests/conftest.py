@@ -40,6 +40,16 @@ def store(store_dir: Path) -> Iterator[Store]:
     store.command(f"DROP DATABASE IF EXISTS {database}")
 
 
+def rows_read(store: Store, sql: str, parameters: dict | None = None) -> dict[str, int]:
+    """Table -> the rows ClickHouse will read for ``sql`` once the partition, primary-key and skip indexes
+    have pruned parts and granules (EXPLAIN ESTIMATE). A count, not a clock; the embedded engine keeps no
+    system.query_log, and its result's read_rows counts the rows returned."""
+    rows: dict[str, int] = {}
+    for _, table, _, count, _ in store.query_rows("EXPLAIN ESTIMATE " + sql, parameters)[1]:
+        rows[table] = rows.get(table, 0) + int(count)
+    return rows
+
+
 def role_tokens() -> dict[str, str]:
     """A token per role, given to a process through its environment as an operator would."""
     return {role: f"{role}-{uuid.uuid4().hex}" for role in ("ingest", "read", "admin")}

@@ -14,14 +14,16 @@ from fastapi.testclient import TestClient
 from logpipe.codec.ndjson import encode_ndjson
 from logpipe.dashboard.panels import SQL_PANELS as PANELS
 from logpipe.dashboard.panels import PanelRange, grafana_sql, panel_sql
-from logpipe.events import Provenance
+from logpipe.events import FACT_SCHEMA, Provenance
 from logpipe.gateway.app import create_store_app
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.simulator.incidents import IncidentRequest
-from tests.conftest import bearer, registry_of
+from tests.conftest import bearer, registry_of, rows_read
 
 EXPECTED_COLUMNS = {"timeseries": ["t", "series", "value"], "bar": ["label", "series", "value"]}
+# The rows of the minutes a rollup panel reads: those that start inside the range.
+MINUTES_IN_RANGE = "toStartOfMinute(ts) >= {from:DateTime64(3)} AND toStartOfMinute(ts) < {to:DateTime64(3)}"
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +115,7 @@ def test_the_dimension_panels_show_tiers_reasons_weekdays_and_last_week(seeded):
     assert rows[0]["team"] == "payments"  # the failing service's team leads
     assert sum(r["services"] for r in rows if r["tier"] == "(none)") >= 1  # not in the catalog
     facts = store.query_rows(f"SELECT status, count() FROM {store.database}.fact_log WHERE kind = 'request' "
-                             "AND ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} GROUP BY status "
-                             "ORDER BY status", window.parameters())[1]
+                             f"AND {MINUTES_IN_RANGE} GROUP BY status ORDER BY status", window.parameters())[1]
     _, codes = _run(store, by_id["status_codes"], window)
     assert [(label.split(" ")[0], value) for label, _, value in codes] == [(str(s), n) for s, n in facts]
     assert ("503 Service Unavailable", "5xx") in [(label, series) for label, series, _ in codes]
@@ -130,6 +131,66 @@ def test_the_dimension_panels_show_tiers_reasons_weekdays_and_last_week(seeded):
                              "{from:DateTime64(3)} - INTERVAL 7 DAY AND toStartOfMinute(ts) < {to:DateTime64(3)} - "
                              "INTERVAL 7 DAY", window.parameters())
     assert last_week > 5_000 and round(sum(v for _, v in earlier) * window.bucket_s) == last_week
+
+
+def test_the_error_messages_and_pipeline_panels_count_what_the_facts_hold(seeded):
+    store, now = seeded
+    by_id = {p.id: p for p in PANELS}
+    window = PanelRange(int((now - 3600) * 1000), int((now + 120) * 1000))
+    db = store.database
+    _, top = _run(store, by_id["error_messages"], window)
+    facts = store.query_rows(
+        f"SELECT service, error_code, substring(message, 1, 120) AS message, count() AS events FROM {db}.fact_log "
+        f"WHERE {MINUTES_IN_RANGE} AND level IN ('ERROR', 'FATAL') GROUP BY service, error_code, message "
+        "ORDER BY events DESC, service, error_code, message LIMIT 10", window.parameters())[1]
+    assert top == facts and top[0][0] == "payment"  # the incident's errors lead
+    _, pipeline = _run(store, by_id["pipeline"], window)
+    inserted = sum(value for _, series, value in pipeline if series == "inserted ev/s") * window.bucket_s
+    stored = store.scalar(f"SELECT count() FROM {db}.fact_log WHERE toStartOfMinute(ingest_ts) >= "
+                          "{from:DateTime64(3)} AND toStartOfMinute(ingest_ts) < {to:DateTime64(3)}",
+                          window.parameters())
+    assert round(inserted) == stored > 70_000
+    # All of it was inserted at once: one minute, whose delay p99 is that of the hour-old events' spread.
+    exact = store.scalar(f"SELECT quantileExact(0.99)(dateDiff('millisecond', ts, ingest_ts)) / 1000 "
+                         f"FROM {db}.fact_log")
+    freshness = [value for _, series, value in pipeline if series == "freshness p99 (s)"]
+    assert len(freshness) >= 1 and abs(max(freshness) - exact) <= 0.02 * exact
+
+
+def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(store):
+    """Ten times the traffic in the same hour: a merged rollup holds one row per minute and key whatever
+    the traffic, so every panel reads what it read before, over an hour and over a day."""
+    now = time.time()
+    system = b"".join(orjson.dumps({"ts": now - 30 * i, "kind": "system", "service": "kernel", "host": f"db-{i % 3}",
+                                    "level": "ERROR", "message": "link down"}) + b"\n" for i in range(60))
+    store.insert("fact_log", normalize_ndjson(system, Provenance("syslog")).facts)
+    traffic = TrafficGenerator(seed=9).generate(20_000, now - 3600, now)
+    store.insert("fact_log", normalize_ndjson(encode_ndjson(traffic), Provenance("http")).facts)
+    db = store.database
+    rollups = [name for (name,) in store.query_rows(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE 'fact_log%1m'", {"db": db})[1]]
+    assert len(rollups) == 5
+
+    def read_by_panel() -> dict[tuple[str, int], dict[str, int]]:
+        for rollup in rollups:  # as background merges leave it
+            store.command(f"OPTIMIZE TABLE {db}.{rollup} FINAL")
+        return {(panel.id, hours): rows_read(store, panel_sql(panel, db),
+                                             PanelRange(int((now - hours * 3600) * 1000),
+                                                        int((now + 60) * 1000)).parameters())
+                for panel in PANELS for hours in (1, 24)}
+
+    before = read_by_panel()
+    events = store.scalar(f"SELECT count() FROM {db}.fact_log")
+    columns = ", ".join(FACT_SCHEMA.names)
+    for copy in range(9):  # the same events again, under new ids: the same minutes and keys
+        renamed = columns.replace("event_id", f"concat(event_id, '~{copy}')", 1)
+        store.command(f"INSERT INTO {db}.fact_log ({columns}) SELECT {renamed} FROM {db}.fact_log "
+                      "WHERE position(event_id, '~') = 0")
+    assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 10 * events
+    after = read_by_panel()
+    assert after == before
+    assert all("fact_log" not in tables for tables in after.values())  # no panel reads raw rows
+    assert sum(rows_read(store, f"SELECT count() FROM {db}.fact_log WHERE status = 503").values()) == 10 * events
 
 
 def test_the_service_filter_and_the_range_narrow_the_data(seeded):

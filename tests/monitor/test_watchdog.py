@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from logpipe.child_process import stop_with_parent
-from tests.conftest import LOGPIPE
+from tests.conftest import LOGPIPE, rows_read
 from tests.kafka_support import wait_for
 
 RULES = """
@@ -276,3 +276,40 @@ def test_the_ingest_rate_check_skips_what_came_in_before_its_window(store):
     plan = "\n".join(r[0] for r in store.query_rows("EXPLAIN indexes = 1 " + sql, parameters)[1])
     skip = plan.split("ingest_ts_minmax", 1)[1]
     assert "Parts: 1/3" in skip
+
+
+def test_no_check_reads_more_raw_rows_when_the_store_holds_ten_times_the_history(store):
+    """Nine more hours of the same traffic before the newest one: each check reads the raw rows of its
+    window (or of the newest minute), not the store's."""
+    from logpipe.codec.ndjson import encode_ndjson
+    from logpipe.events import FACT_SCHEMA, Provenance
+    from logpipe.processing.normalize import normalize_ndjson
+    from logpipe.simulator.generator import TrafficGenerator
+    from logpipe.warehouse import queries
+
+    now = time.time()
+    traffic = TrafficGenerator(seed=12).generate(30_000, now - 3600, now)
+    store.insert("fact_log", normalize_ndjson(encode_ndjson(traffic), Provenance("http")).facts)
+    db = store.database
+    checks = {"error_rate": (queries.ERROR_RATE, {"w": 60, "m": 1}),
+              "latency_p99": (queries.LATENCY_P99, {"w": 60, "m": 1}),
+              "freshness": (queries.FRESHNESS, {}),
+              "ingest_drop": (queries.INGEST_AGAINST_BASELINE, {"w": 60, "b": 900})}
+
+    def raw_rows_read() -> dict[str, int]:
+        return {name: rows_read(store, queries.in_database(sql, db), parameters).get("fact_log", 0)
+                for name, (sql, parameters) in checks.items()}
+
+    before = raw_rows_read()
+    assert all(rows > 0 for rows in before.values())
+    columns = ", ".join(FACT_SCHEMA.names)
+    for hours in range(1, 10):  # the same hour, shifted back: event and insert times both
+        shifted = (columns.replace("event_id", f"concat(event_id, '~{hours}')", 1)
+                   .replace("ingest_ts", f"ingest_ts - INTERVAL {hours} HOUR", 1)
+                   .replace("ts,", f"ts - INTERVAL {hours} HOUR,", 1))
+        store.command(f"INSERT INTO {db}.fact_log ({columns}) SELECT {shifted} FROM {db}.fact_log "
+                      "WHERE position(event_id, '~') = 0")
+    assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 10 * store.scalar(
+        f"SELECT count() FROM {db}.fact_log WHERE position(event_id, '~') = 0")
+    assert store.scalar(f"SELECT min(ts) < now() - INTERVAL 9 HOUR FROM {db}.fact_log") == 1
+    assert raw_rows_read() == before

@@ -164,6 +164,82 @@ SELECT
 FROM analytics.fact_log_local
 GROUP BY minute, service, endpoint, source;
 
+-- 034_fact_log_status_1m.sql
+-- Requests per minute, service, source and status code, for the status-code panel: a day of it is
+-- a few hundred thousand rows at most, whatever the traffic, where the raw requests are billions.
+-- Kept apart from fact_log_1m, whose key would grow by the status codes for every other panel.
+CREATE TABLE IF NOT EXISTS analytics.fact_log_status_1m_local ON CLUSTER 'logpipe'
+(
+    minute      DateTime('UTC'),
+    service     LowCardinality(String),
+    source      LowCardinality(String),
+    status      UInt16,
+    requests    SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/analytics/fact_log_status_1m_local', '{replica}')
+PARTITION BY toDate(minute)
+ORDER BY (minute, service, source, status)
+TTL minute + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+
+-- 034_fact_log_status_1m_distributed.sql
+CREATE TABLE IF NOT EXISTS analytics.fact_log_status_1m ON CLUSTER 'logpipe' AS analytics.fact_log_status_1m_local
+ENGINE = Distributed('logpipe', analytics, fact_log_status_1m_local, rand());
+
+-- 035_fact_log_status_1m_backfill.sql
+-- A store whose facts predate this rollup: it is filled in from them once, before the view below
+-- feeds it (a store with no requests yet, or with the rollup already, writes nothing).
+INSERT INTO analytics.fact_log_status_1m
+SELECT toStartOfMinute(ts), service, source, status, count() FROM analytics.fact_log
+WHERE kind = 'request' AND (SELECT count() FROM analytics.fact_log_status_1m) = 0
+GROUP BY 1, 2, 3, 4;
+
+-- 036_fact_log_status_1m_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_status_1m_mv ON CLUSTER 'logpipe' TO analytics.fact_log_status_1m_local AS
+SELECT toStartOfMinute(ts) AS minute, service, source, status, count() AS requests
+FROM analytics.fact_log_local
+WHERE kind = 'request'
+GROUP BY minute, service, source, status;
+
+-- 037_fact_log_errors_1m.sql
+-- Logs at ERROR or FATAL per minute, service, source, error code and message (its first 120
+-- characters, as the panel shows it), for the top-error-messages panel. Its size follows the
+-- distinct messages, not the traffic: messages that embed an id give a row each, as in the facts.
+CREATE TABLE IF NOT EXISTS analytics.fact_log_errors_1m_local ON CLUSTER 'logpipe'
+(
+    minute      DateTime('UTC'),
+    service     LowCardinality(String),
+    source      LowCardinality(String),
+    error_code  LowCardinality(String),
+    message     String CODEC(ZSTD(3)),
+    events      SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/analytics/fact_log_errors_1m_local', '{replica}')
+PARTITION BY toDate(minute)
+ORDER BY (minute, service, source, error_code, message)
+TTL minute + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+
+-- 037_fact_log_errors_1m_distributed.sql
+CREATE TABLE IF NOT EXISTS analytics.fact_log_errors_1m ON CLUSTER 'logpipe' AS analytics.fact_log_errors_1m_local
+ENGINE = Distributed('logpipe', analytics, fact_log_errors_1m_local, rand());
+
+-- 038_fact_log_errors_1m_backfill.sql
+-- A store whose facts predate this rollup: it is filled in from them once, before the view below
+-- feeds it (a store with no errors yet, or with the rollup already, writes nothing).
+INSERT INTO analytics.fact_log_errors_1m
+SELECT toStartOfMinute(ts), service, source, error_code, substring(message, 1, 120), count() FROM analytics.fact_log
+WHERE level IN ('ERROR', 'FATAL') AND (SELECT count() FROM analytics.fact_log_errors_1m) = 0
+GROUP BY 1, 2, 3, 4, 5;
+
+-- 039_fact_log_errors_1m_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_errors_1m_mv ON CLUSTER 'logpipe' TO analytics.fact_log_errors_1m_local AS
+SELECT toStartOfMinute(ts) AS minute, service, source, error_code, substring(message, 1, 120) AS message,
+    count() AS events
+FROM analytics.fact_log_local
+WHERE level IN ('ERROR', 'FATAL')
+GROUP BY minute, service, source, error_code, message;
+
 -- 040_alerts.sql
 -- Every alert transition of the watchdog: one row when a rule starts firing for a subject, one when it resolves.
 CREATE TABLE IF NOT EXISTS analytics.alerts_local ON CLUSTER 'logpipe'
@@ -187,6 +263,82 @@ SETTINGS ttl_only_drop_parts = 1;
 -- 040_alerts_distributed.sql
 CREATE TABLE IF NOT EXISTS analytics.alerts ON CLUSTER 'logpipe' AS analytics.alerts_local
 ENGINE = Distributed('logpipe', analytics, alerts_local, rand());
+
+-- 041_fact_log_ingest_1m.sql
+-- Rows per minute of insert time (ingest_ts), service and source, with the t-digest of how long
+-- each took from its event time: the pipeline panel's inserted rate and freshness, at the cost of
+-- a few thousand rows a day rather than every raw row's two timestamps.
+CREATE TABLE IF NOT EXISTS analytics.fact_log_ingest_1m_local ON CLUSTER 'logpipe'
+(
+    minute      DateTime('UTC'),
+    service     LowCardinality(String),
+    source      LowCardinality(String),
+    events      SimpleAggregateFunction(sum, UInt64),
+    delay_q     AggregateFunction(quantileTDigest(0.99), Float32)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/analytics/fact_log_ingest_1m_local', '{replica}')
+PARTITION BY toDate(minute)
+ORDER BY (minute, service, source)
+TTL minute + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+
+-- 041_fact_log_ingest_1m_distributed.sql
+CREATE TABLE IF NOT EXISTS analytics.fact_log_ingest_1m ON CLUSTER 'logpipe' AS analytics.fact_log_ingest_1m_local
+ENGINE = Distributed('logpipe', analytics, fact_log_ingest_1m_local, rand());
+
+-- 042_fact_log_ingest_1m_backfill.sql
+-- A store whose facts predate this rollup: it is filled in from them once, before the view below
+-- feeds it (a store with no facts yet, or with the rollup already, writes nothing).
+INSERT INTO analytics.fact_log_ingest_1m
+SELECT toStartOfMinute(ingest_ts), service, source, count(),
+    quantileTDigestState(0.99)(toFloat32(dateDiff('millisecond', ts, ingest_ts)))
+FROM analytics.fact_log
+WHERE (SELECT count() FROM analytics.fact_log_ingest_1m) = 0
+GROUP BY 1, 2, 3;
+
+-- 043_fact_log_ingest_1m_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_ingest_1m_mv ON CLUSTER 'logpipe' TO analytics.fact_log_ingest_1m_local AS
+SELECT toStartOfMinute(ingest_ts) AS minute, service, source, count() AS events,
+    quantileTDigestState(0.99)(toFloat32(dateDiff('millisecond', ts, ingest_ts))) AS delay_q
+FROM analytics.fact_log_local
+GROUP BY minute, service, source;
+
+-- 044_fact_log_system_1m.sql
+-- System logs (kind system) per minute, service, source, host and level, for the panel of system
+-- logs by host and severity: its size follows the hosts, not the messages.
+CREATE TABLE IF NOT EXISTS analytics.fact_log_system_1m_local ON CLUSTER 'logpipe'
+(
+    minute      DateTime('UTC'),
+    service     LowCardinality(String),
+    source      LowCardinality(String),
+    host        LowCardinality(String),
+    level       LowCardinality(String),
+    events      SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/analytics/fact_log_system_1m_local', '{replica}')
+PARTITION BY toDate(minute)
+ORDER BY (minute, service, source, host, level)
+TTL minute + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+
+-- 044_fact_log_system_1m_distributed.sql
+CREATE TABLE IF NOT EXISTS analytics.fact_log_system_1m ON CLUSTER 'logpipe' AS analytics.fact_log_system_1m_local
+ENGINE = Distributed('logpipe', analytics, fact_log_system_1m_local, rand());
+
+-- 045_fact_log_system_1m_backfill.sql
+-- A store whose facts predate this rollup: it is filled in from them once, before the view below
+-- feeds it (a store with no system logs yet, or with the rollup already, writes nothing).
+INSERT INTO analytics.fact_log_system_1m
+SELECT toStartOfMinute(ts), service, source, host, level, count() FROM analytics.fact_log
+WHERE kind = 'system' AND (SELECT count() FROM analytics.fact_log_system_1m) = 0
+GROUP BY 1, 2, 3, 4, 5;
+
+-- 046_fact_log_system_1m_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_system_1m_mv ON CLUSTER 'logpipe' TO analytics.fact_log_system_1m_local AS
+SELECT toStartOfMinute(ts) AS minute, service, source, host, level, count() AS events
+FROM analytics.fact_log_local
+WHERE kind = 'system'
+GROUP BY minute, service, source, host, level;
 
 -- 050_dim_status.sql
 -- dim_status: every HTTP status code with its class, reason phrase, and whether it counts as an error

@@ -4,7 +4,8 @@ The built-in dashboard runs these queries with bound parameters (``{from:DateTim
 ``{to:DateTime64(3)}``, ``{bucket:UInt32}`` seconds, ``{service:String}`` and ``{source:String}``,
 each empty for all); the
 Grafana export rewrites the same text into Grafana's macros (``grafana_sql``). Queries read the
-per-minute rollup ``fact_log_1m`` wherever minute resolution suffices.
+per-minute rollups (``fact_log_1m`` and the others in warehouse/sql), never raw rows, so a panel's
+cost follows its range and the keys in it, not the traffic.
 
 Result shapes, by chart: ``timeseries`` returns (t, series, value) rows; ``bar`` (label, series, value);
 ``table`` any columns.
@@ -47,17 +48,16 @@ class Panel:
     source: str = "sql"  # sql: the query runs on ClickHouse; metrics: the gateway's own counters, sampled
 
 
-def _rollup(select: str, where: str = "", group: str = "t, series", order: str = "t, series") -> str:
+def _rollup(select: str, where: str = "", group: str = "t, series", order: str = "t, series",
+            table: str = "fact_log_1m") -> str:
     extra = f" AND {where}" if where else ""
-    return (f"SELECT {select} FROM {{db}}.fact_log_1m "
+    return (f"SELECT {select} FROM {{db}}.{table} "
             f"WHERE minute >= {{from:DateTime64(3)}} AND minute < {{to:DateTime64(3)}} AND {SERVICE_FILTER} "
             f"AND {SOURCE_FILTER}{extra} "
             f"GROUP BY {group} ORDER BY {order}")
 
 
 BUCKET_MINUTE = "toStartOfInterval(minute, INTERVAL {bucket:UInt32} SECOND)"
-BUCKET_TS = "toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND)"
-FACTS_IN_RANGE = f"ts >= {{from:DateTime64(3)}} AND ts < {{to:DateTime64(3)}} AND {SERVICE_FILTER} AND {SOURCE_FILTER}"
 SERVICE_TIER = "dictGetOrDefault('{db}.dict_service', 'tier', toString(service), '')"
 SERVICE_TEAM = "dictGetOrDefault('{db}.dict_service', 'team', toString(service), '')"
 STATUS = "dictGetOrDefault('{db}.dict_status', '{attribute}', toUInt64(status), '')"
@@ -80,10 +80,10 @@ PANELS: tuple[Panel, ...] = (
         unit="ev/s", description=(
             "By the source that read them: http, simulator, otlp, syslog, file, kafka ('unrecorded': rolled "
             "up before the rollup kept the source)")),
-    Panel("system_hosts", "System logs by host and severity", "bar",
-          "SELECT host AS label, level AS series, count() AS value FROM {db}.fact_log "
-          f"WHERE {FACTS_IN_RANGE} AND kind = 'system' GROUP BY label, series ORDER BY label, series LIMIT 200",
-          unit="logs", description="Syslog's messages (kind system) over the range, per host and level."),
+    Panel("system_hosts", "System logs by host and severity", "bar", _rollup(
+        "host AS label, level AS series, sum(events) AS value", group="label, series",
+        order="label, series LIMIT 200", table="fact_log_system_1m"),
+        unit="logs", description="Syslog's messages (kind system) over the range, per host and level."),
     Panel("error_rate", "Error rate per service", "timeseries", _rollup(
         f"{BUCKET_MINUTE} AS t, concat(service, ' 5xx') AS series, "
         "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS value")
@@ -100,12 +100,12 @@ PANELS: tuple[Panel, ...] = (
         group="tier, team", order="rate_5xx_pct DESC, tier, team LIMIT 20"),
         description="Tier and team from the service catalog (dim_service; '(none)': a service the catalog "
                     "does not list)."),
-    Panel("status_codes", "Status codes", "bar",
-          f"SELECT concat(toString(status), ' ', {STATUS.replace('{attribute}', 'reason')}) AS label, "
-          f"{STATUS.replace('{attribute}', 'class')} AS series, count() AS value FROM {{db}}.fact_log "
-          f"WHERE {FACTS_IN_RANGE} AND kind = 'request' GROUP BY status ORDER BY status",
-          unit="requests", description="Requests per status code over the range, with its reason phrase "
-                                       "(dim_status), by class."),
+    Panel("status_codes", "Status codes", "bar", _rollup(
+        f"concat(toString(status), ' ', {STATUS.replace('{attribute}', 'reason')}) AS label, "
+        f"{STATUS.replace('{attribute}', 'class')} AS series, sum(requests) AS value",
+        group="status", order="status", table="fact_log_status_1m"),
+        unit="requests", description="Requests per status code over the range, with its reason phrase "
+                                     "(dim_status), by class."),
     Panel("status_classes", "Status classes over time", "timeseries", _rollup(
         f"{BUCKET_MINUTE} AS t, '4xx' AS series, sum(errors_4xx) / {{bucket:UInt32}} AS value", group="t", order="t")
         + " UNION ALL " + _rollup(
@@ -147,21 +147,19 @@ PANELS: tuple[Panel, ...] = (
         "service, endpoint, sum(errors_5xx) AS server_errors, sum(errors_4xx) AS client_errors, "
         "round(100 * sum(errors_5xx) / greatest(sum(requests), 1), 2) AS rate_5xx_pct",
         where="endpoint != ''", group="service, endpoint", order="server_errors DESC LIMIT 10")),
-    Panel("error_messages", "Top error messages", "table",
-          "SELECT service, error_code, substring(message, 1, 120) AS message, count() AS events FROM {db}.fact_log "
-          f"WHERE {FACTS_IN_RANGE} AND level IN ('ERROR', 'FATAL') "
-          "GROUP BY service, error_code, message ORDER BY events DESC LIMIT 10", width=2),
-    Panel("pipeline", "Inserted per second and freshness", "timeseries",
-          "SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, 'inserted ev/s' AS series, "
-          "count() / {bucket:UInt32} AS value FROM {db}.fact_log "
-          "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
-          f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} GROUP BY t "
-          "UNION ALL SELECT toStartOfInterval(ingest_ts, INTERVAL {bucket:UInt32} SECOND) AS t, "
-          "'freshness p99 (s)' AS series, "
-          "round(quantile(0.99)(dateDiff('millisecond', ts, ingest_ts)) / 1000, 3) AS value FROM {db}.fact_log "
-          "WHERE ingest_ts >= {from:DateTime64(3)} AND ingest_ts < {to:DateTime64(3)} "
-          f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} GROUP BY t ORDER BY t, series",
-          description="Rows inserted by ingest time, and event time to insert (p99).", width=2),
+    Panel("error_messages", "Top error messages", "table", _rollup(
+        "service, error_code, message, sum(events) AS events", group="service, error_code, message",
+        order="events DESC, service, error_code, message LIMIT 10", table="fact_log_errors_1m"),
+        description="Logs at ERROR or FATAL, by their first 120 characters.", width=2),
+    Panel("pipeline", "Inserted per second and freshness", "timeseries", "SELECT t, series, value FROM (" + _rollup(
+        f"{BUCKET_MINUTE} AS t, 'inserted ev/s' AS series, sum(events) / {{bucket:UInt32}} AS value",
+        group="t", order="t", table="fact_log_ingest_1m")
+        + " UNION ALL " + _rollup(
+        f"{BUCKET_MINUTE} AS t, 'freshness p99 (s)' AS series, "
+        "round(quantileTDigestMerge(0.99)(delay_q) / 1000, 3) AS value",
+        group="t", order="t", table="fact_log_ingest_1m") + ") ORDER BY t, series",
+        description="Rows inserted per second by the minute they were inserted, and event time to insert "
+                    "(p99).", width=2),
     Panel("pipeline_live", "Ingested vs inserted, queue and Kafka lag (live)", "timeseries", "",
           description="The gateway's own counters, sampled every 2 s (the last hour; not in Grafana, which "
           "would read them from Prometheus).", width=2, source="metrics"),

@@ -1,0 +1,6 @@
+-- A store whose facts predate this rollup: it is filled in from them once, before the view below
+-- feeds it (a store with no requests yet, or with the rollup already, writes nothing).
+INSERT INTO {{database}}.fact_log_status_1m
+SELECT toStartOfMinute(ts), service, source, status, count() FROM {{database}}.fact_log
+WHERE kind = 'request' AND (SELECT count() FROM {{database}}.fact_log_status_1m) = 0
+GROUP BY 1, 2, 3, 4
