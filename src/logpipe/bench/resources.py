@@ -27,7 +27,7 @@ def _cpu_s(stat_path: Path) -> tuple[str, float]:
     return name, (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
 
 
-def _rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
     except (OSError, IndexError):
@@ -109,7 +109,7 @@ class ResourceMonitor:
         while not self._stop.wait(self.interval_s):
             for name, pid in list(self.processes.items()):
                 if pid == os.getpid():
-                    self._peak[name] = max(self._peak.get(name, 0), _rss_bytes(pid))
+                    self._peak[name] = max(self._peak.get(name, 0), rss_bytes(pid))
                     self._sample_threads()
                 else:
                     self._sample_process(name)
@@ -125,7 +125,7 @@ class ResourceMonitor:
     def _sample_process(self, name: str, first: bool = False) -> None:
         root = self.processes[name]
         pids = [root, *_descendants(root)] if name in self.trees else [root]
-        self._peak[name] = max(self._peak.get(name, 0), sum(_rss_bytes(pid) for pid in pids))
+        self._peak[name] = max(self._peak.get(name, 0), sum(rss_bytes(pid) for pid in pids))
         for pid in pids:
             try:
                 seconds = _cpu_s(Path(f"/proc/{pid}/stat"))[1]
