@@ -105,7 +105,7 @@ def test_the_soak_scenario_runs_logpipe_up_and_reports_each_minute(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "up-max.json").read_text())
     minutes = result["details"]["minutes"]
-    assert [m["minute"] for m in minutes] == list(range(1, len(minutes) + 1)) and len(minutes) >= 3
+    assert [m["minute"] for m in minutes] == [1, 2, 3, 4]
     assert all(m["inserted_per_s"] > 0 and m["rss_mb"] > 100 and m["active_parts"] >= 1 for m in minutes)
     assert all(m["queue_events"] >= 0 for m in minutes)
     # a saturated pipeline answers a marker or a whole refresh of the tab in about a "minute" of 2 s

@@ -157,6 +157,21 @@ def test_the_error_messages_and_pipeline_panels_count_what_the_facts_hold(seeded
     assert len(freshness) >= 1 and abs(max(freshness) - exact) <= 0.02 * exact
 
 
+def test_the_latency_panel_gives_each_service_the_quantiles_of_its_requests(seeded):
+    store, now = seeded
+    window = PanelRange(int((now - 86_400) * 1000), int((now + 120) * 1000))  # buckets of 6 minutes
+    _, rows = _run(store, next(p for p in PANELS if p.id == "latency"), window)
+    exact = {(t, f"{service} p{q}"): value for t, service, q, value in store.query_rows(
+        "SELECT t, service, q, round(value, 1) FROM (SELECT toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND) "
+        "AS t, service, quantilesExact(0.5, 0.95, 0.99)(latency_ms) AS qs, count() AS n "
+        f"FROM {store.database}.fact_log WHERE kind = 'request' AND {MINUTES_IN_RANGE} GROUP BY t, service "
+        "HAVING n >= 1000) ARRAY JOIN qs AS value, ['50', '95', '99'] AS q", window.parameters())[1]}
+    drawn = {(t, series): value for t, series, value in rows}
+    assert len(exact) >= 24 and set(exact) <= set(drawn)  # four services, two buckets at least
+    worst = max(abs(drawn[key] - value) / value for key, value in exact.items())
+    assert worst <= 0.05, worst
+
+
 def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(store):
     """Ten times the traffic in the same hour: a merged rollup holds one row per minute and key whatever
     the traffic, so every panel reads what it read before, over an hour and over a day."""
@@ -169,7 +184,7 @@ def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(stor
     db = store.database
     rollups = [name for (name,) in store.query_rows(
         "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE 'fact_log%1m'", {"db": db})[1]]
-    assert len(rollups) == 5
+    assert len(rollups) == 6
 
     def read_by_panel() -> dict[tuple[str, int], dict[str, int]]:
         for rollup in rollups:  # as background merges leave it

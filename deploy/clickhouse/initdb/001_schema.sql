@@ -299,6 +299,39 @@ FROM analytics.fact_log
 WHERE kind = 'system'
 GROUP BY minute, service, source, host, level;
 
+-- 047_fact_log_latency_1m.sql
+-- Request latency per minute, service and source: the latency panel's t-digests, one per service
+-- and minute rather than one per endpoint, so a day of it merges a fifth of the states. Fed from
+-- fact_log_1m's inserts (a view over the rollup's own rows, merging their states), not from the
+-- raw rows: no t-digest is built twice per request.
+CREATE TABLE IF NOT EXISTS analytics.fact_log_latency_1m
+(
+    minute      DateTime('UTC'),
+    service     LowCardinality(String),
+    source      LowCardinality(String),
+    latency_q   AggregateFunction(quantilesTDigestIf(0.5, 0.95, 0.99), Float32, UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toDate(minute)
+ORDER BY (minute, service, source)
+TTL minute + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+-- 048_fact_log_latency_1m_backfill.sql
+-- A store whose rollup predates this one: it is filled in from it once, before the view below feeds
+-- it (a store with no requests yet, or with this rollup already, writes nothing).
+INSERT INTO analytics.fact_log_latency_1m
+SELECT minute, service, source, quantilesTDigestIfMergeState(0.5, 0.95, 0.99)(latency_q) FROM analytics.fact_log_1m
+WHERE requests > 0 AND (SELECT count() FROM analytics.fact_log_latency_1m) = 0
+GROUP BY 1, 2, 3;
+
+-- 049_fact_log_latency_1m_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_latency_1m_mv TO analytics.fact_log_latency_1m AS
+SELECT minute, service, source, quantilesTDigestIfMergeState(0.5, 0.95, 0.99)(latency_q) AS latency_q
+FROM analytics.fact_log_1m
+WHERE requests > 0
+GROUP BY minute, service, source;
+
 -- 050_dim_status.sql
 -- dim_status: every HTTP status code with its class, reason phrase, and whether it counts as an error
 -- (5xx, as the error-rate panels and the watchdog count). Static, shipped with logpipe (051).

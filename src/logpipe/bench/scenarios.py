@@ -568,6 +568,9 @@ def up_soak(duration_s: float, name: str, rate: float | None) -> Result:
         tab = soak.DashboardTab(base, _headers(Role.READ), MINUTE_S).start(started)
         sampler = soak.MinuteSampler(base, _headers(Role.READ), server.pid, _scrape, MINUTE_S).start(started)
         time.sleep(minutes_s)
+        deadline = time.monotonic() + 5
+        while len(sampler.minutes) < int(minutes_s // MINUTE_S) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the last minute's row, sampled at its end
         result.duration_s = time.perf_counter() - started
         after = _scrape(base)
         result.usage = monitor.stop()

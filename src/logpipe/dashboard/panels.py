@@ -136,7 +136,7 @@ PANELS: tuple[Panel, ...] = (
           "SELECT t, concat(service, ' p', q) AS series, round(toFloat64(value), 1) AS value FROM ("
           + _rollup(f"{BUCKET_MINUTE} AS t, service, "
                     "quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q) AS qs",
-                    where="requests > 0", group="t, service", order="t, service")
+                    group="t, service", order="t, service", table="fact_log_latency_1m")
           + ") ARRAY JOIN qs AS value, ['50', '95', '99'] AS q ORDER BY t, series",
           unit="ms", description="Request latency quantiles per service (t-digest per minute).", width=2),
     Panel("slow_endpoints", "Slowest endpoints (p99)", "table", _rollup(
