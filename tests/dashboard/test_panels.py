@@ -172,6 +172,23 @@ def test_the_latency_panel_gives_each_service_the_quantiles_of_its_requests(seed
     assert worst <= 0.05, worst
 
 
+def test_the_slowest_endpoints_over_whole_hours_and_edge_minutes_are_those_of_every_minute(seeded):
+    store, now = seeded
+    every_minute = (
+        "SELECT service, endpoint, round(toFloat64(quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q)[3]), 1), "
+        f"sum(requests) FROM {store.database}.fact_log_1m WHERE minute >= {{from:DateTime64(3)}} "
+        "AND minute < {to:DateTime64(3)} AND endpoint != '' GROUP BY service, endpoint")
+    for hours in (1, 3, 24):  # only edge minutes; an hour whole and the minutes around it; a day
+        window = PanelRange(int((now - hours * 3600) * 1000), int((now + 120) * 1000))
+        _, rows = _run(store, next(p for p in PANELS if p.id == "slow_endpoints"), window)
+        expected = {(service, endpoint): (p99, n) for service, endpoint, p99, n
+                    in store.query_rows(every_minute, window.parameters())[1]}
+        assert len(rows) == 10 and rows == sorted(rows, key=lambda row: -row[2])
+        for service, endpoint, p99, requests in rows:
+            assert requests == expected[(service, endpoint)][1]
+            assert abs(p99 - expected[(service, endpoint)][0]) <= 0.02 * p99
+
+
 def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(store):
     """Ten times the traffic in the same hour: a merged rollup holds one row per minute and key whatever
     the traffic, so every panel reads what it read before, over an hour and over a day."""
@@ -183,8 +200,9 @@ def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(stor
     store.insert("fact_log", normalize_ndjson(encode_ndjson(traffic), Provenance("http")).facts)
     db = store.database
     rollups = [name for (name,) in store.query_rows(
-        "SELECT name FROM system.tables WHERE database = {db:String} AND name LIKE 'fact_log%1m'", {"db": db})[1]]
-    assert len(rollups) == 6
+        "SELECT name FROM system.tables WHERE database = {db:String} AND match(name, '^fact_log_.*1[mh]$')",
+        {"db": db})[1]]
+    assert len(rollups) == 7
 
     def read_by_panel() -> dict[tuple[str, int], dict[str, int]]:
         for rollup in rollups:  # as background merges leave it

@@ -184,13 +184,13 @@ def test_the_init_sql_runs_on_clickhouse(store):
             store.command(body)
     tables = store.query_rows(f"SELECT name FROM system.tables WHERE database = '{store.database}' ORDER BY name")[1]
     assert [t for (t,) in tables] == [
-        "alerts", "dead_letter", "dead_letter_replay", "dict_host", "dict_service", "dict_status", "dim_endpoint",
-        "dim_endpoint_seen", "dim_endpoint_seen_mv", "dim_host", "dim_host_seen", "dim_host_seen_mv", "dim_service",
-        "dim_service_catalog", "dim_service_seen", "dim_service_seen_mv", "dim_status", "dim_time", "fact_log",
-        "fact_log_1m", "fact_log_1m_source_mv", "fact_log_errors_1m", "fact_log_errors_1m_mv", "fact_log_ingest_1m",
+        "alerts", "dead_letter", "dead_letter_replay", "dict_host", "dict_service", "dict_status",
+        "dim_endpoint", "dim_endpoint_seen", "dim_endpoint_seen_mv", "dim_host", "dim_host_seen",
+        "dim_host_seen_mv", "dim_service", "dim_service_catalog", "dim_service_seen", "dim_service_seen_mv",
+        "dim_status", "dim_time", "fact_log", "fact_log_1m", "fact_log_1m_source_mv", "fact_log_endpoint_1h",
+        "fact_log_endpoint_1h_mv", "fact_log_errors_1m", "fact_log_errors_1m_mv", "fact_log_ingest_1m",
         "fact_log_ingest_1m_mv", "fact_log_latency_1m", "fact_log_latency_1m_mv", "fact_log_status_1m",
-        "fact_log_status_1m_mv", "fact_log_system_1m",
-        "fact_log_system_1m_mv"]
+        "fact_log_status_1m_mv", "fact_log_system_1m", "fact_log_system_1m_mv"]
     assert store.scalar(f"SELECT count() FROM {store.database}.dim_status") == 501
 
 

@@ -69,7 +69,7 @@ def test_schema_files_name_retention_and_dedup_window():
     tables = dict(re.findall(r"CREATE TABLE IF NOT EXISTS analytics\.(\w+)\n(.*?)(?=\n-- |\Z)", text, flags=re.S))
     fed = {"fact_log", *re.findall(r"MATERIALIZED VIEW IF NOT EXISTS analytics\.\w+ TO analytics\.(\w+)", text)}
     assert fed == {"fact_log", "fact_log_1m", "fact_log_status_1m", "fact_log_errors_1m", "fact_log_ingest_1m",
-                   "fact_log_system_1m", "fact_log_latency_1m",
+                   "fact_log_system_1m", "fact_log_latency_1m", "fact_log_endpoint_1h",
                    "dim_service_seen", "dim_endpoint_seen", "dim_host_seen"}
     for table in fed:  # a retried insert is dropped by each table it reaches
         assert "non_replicated_deduplication_window = 10000" in tables[table], table
