@@ -50,6 +50,20 @@ def rows_read(store: Store, sql: str, parameters: dict | None = None) -> dict[st
     return rows
 
 
+def copy_facts(store: Store, copy: int, shift_hours: int = 0) -> None:
+    """The store's facts inserted again under ids ending in ``~copy`` (earlier copies are not copied),
+    event and insert times moved ``shift_hours`` back. Column by column: on the embedded engine an
+    ``INSERT ... SELECT * REPLACE`` into fact_log inserts nothing."""
+    from logpipe.events import FACT_SCHEMA
+
+    moved = {"event_id": f"concat(event_id, '~{copy}')", "ts": f"ts - INTERVAL {shift_hours} HOUR",
+             "ingest_ts": f"ingest_ts - INTERVAL {shift_hours} HOUR"}
+    db = store.database
+    store.command(f"INSERT INTO {db}.fact_log ({', '.join(FACT_SCHEMA.names)}) "
+                  f"SELECT {', '.join(moved.get(name, name) for name in FACT_SCHEMA.names)} FROM {db}.fact_log "
+                  "WHERE position(event_id, '~') = 0")
+
+
 def role_tokens() -> dict[str, str]:
     """A token per role, given to a process through its environment as an operator would."""
     return {role: f"{role}-{uuid.uuid4().hex}" for role in ("ingest", "read", "admin")}

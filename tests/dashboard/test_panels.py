@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from logpipe.codec.ndjson import encode_ndjson
 from logpipe.dashboard.panels import SQL_PANELS as PANELS
 from logpipe.dashboard.panels import PanelRange, grafana_sql, panel_sql
-from logpipe.events import FACT_SCHEMA, Provenance
+from logpipe.events import Provenance
 from logpipe.gateway.app import create_store_app
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
 from logpipe.simulator.incidents import IncidentRequest
-from tests.conftest import bearer, registry_of, rows_read
+from tests.conftest import bearer, copy_facts, registry_of, rows_read
 
 EXPECTED_COLUMNS = {"timeseries": ["t", "series", "value"], "bar": ["label", "series", "value"]}
 # The rows of the minutes a rollup panel reads: those that start inside the range.
@@ -214,11 +214,8 @@ def test_no_panel_reads_more_rows_when_the_store_holds_ten_times_the_events(stor
 
     before = read_by_panel()
     events = store.scalar(f"SELECT count() FROM {db}.fact_log")
-    columns = ", ".join(FACT_SCHEMA.names)
     for copy in range(9):  # the same events again, under new ids: the same minutes and keys
-        renamed = columns.replace("event_id", f"concat(event_id, '~{copy}')", 1)
-        store.command(f"INSERT INTO {db}.fact_log ({columns}) SELECT {renamed} FROM {db}.fact_log "
-                      "WHERE position(event_id, '~') = 0")
+        copy_facts(store, copy)
     assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 10 * events
     after = read_by_panel()
     assert after == before

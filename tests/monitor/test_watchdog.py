@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from logpipe.child_process import stop_with_parent
-from tests.conftest import LOGPIPE, rows_read
+from tests.conftest import LOGPIPE, copy_facts, rows_read
 from tests.kafka_support import wait_for
 
 RULES = """
@@ -282,7 +282,7 @@ def test_no_check_reads_more_raw_rows_when_the_store_holds_ten_times_the_history
     """Nine more hours of the same traffic before the newest one: each check reads the raw rows of its
     window (or of the newest minute), not the store's."""
     from logpipe.codec.ndjson import encode_ndjson
-    from logpipe.events import FACT_SCHEMA, Provenance
+    from logpipe.events import Provenance
     from logpipe.processing.normalize import normalize_ndjson
     from logpipe.simulator.generator import TrafficGenerator
     from logpipe.warehouse import queries
@@ -302,13 +302,8 @@ def test_no_check_reads_more_raw_rows_when_the_store_holds_ten_times_the_history
 
     before = raw_rows_read()
     assert all(rows > 0 for rows in before.values())
-    columns = ", ".join(FACT_SCHEMA.names)
     for hours in range(1, 10):  # the same hour, shifted back: event and insert times both
-        shifted = (columns.replace("event_id", f"concat(event_id, '~{hours}')", 1)
-                   .replace("ingest_ts", f"ingest_ts - INTERVAL {hours} HOUR", 1)
-                   .replace("ts,", f"ts - INTERVAL {hours} HOUR,", 1))
-        store.command(f"INSERT INTO {db}.fact_log ({columns}) SELECT {shifted} FROM {db}.fact_log "
-                      "WHERE position(event_id, '~') = 0")
+        copy_facts(store, hours, shift_hours=hours)
     assert store.scalar(f"SELECT count() FROM {db}.fact_log") == 10 * store.scalar(
         f"SELECT count() FROM {db}.fact_log WHERE position(event_id, '~') = 0")
     assert store.scalar(f"SELECT min(ts) < now() - INTERVAL 9 HOUR FROM {db}.fact_log") == 1

@@ -15,26 +15,40 @@ import numpy as np
 
 from logpipe import metrics
 from logpipe.bench.resources import children, rss_bytes
+from logpipe.warehouse import queries
 
 PANEL_REFRESH_S = 5.0
-PARTS_SQL = "SELECT count() FROM system.parts WHERE database = 'analytics' AND active"
 
 
-class DashboardTab:
+class _Watcher:
+    """A daemon thread that runs ``_run`` from ``start(started)`` (a perf_counter reading) to ``stop``."""
+
+    def __init__(self, name: str):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self, started: float) -> _Watcher:
+        self._started = started
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(35)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class DashboardTab(_Watcher):
     """An open dashboard: every panel of the last hour fetched every PANEL_REFRESH_S, one after another
     as the page's fetches are, each answer's time kept by the minute it was asked in."""
 
     def __init__(self, base: str, headers: dict[str, str], period_s: float = 60.0):
+        super().__init__("dashboard-tab")
         self.base, self.headers, self.period_s = base, headers, period_s
         self.answers_ms: dict[int, list[float]] = {}
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dashboard-tab", daemon=True)
-
-    def start(self, started: float) -> DashboardTab:
-        self._started = started
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=30, headers=self.headers) as client:
@@ -53,27 +67,17 @@ class DashboardTab:
                     self.answers_ms.setdefault(minute, []).append((time.monotonic() - asked) * 1000)
                 self._stop.wait(max(0.0, PANEL_REFRESH_S - (time.monotonic() - began)))
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(35)
 
-
-class MinuteSampler:
+class MinuteSampler(_Watcher):
     """Each minute of the run: rows inserted, the process tree's RSS (its peak over 1 s samples),
     the queue depth and the active parts at the minute's end."""
 
     def __init__(self, base: str, headers: dict[str, str], pid: int,
                  scrape: Callable[[str], dict[tuple[str, str], float]], period_s: float = 60.0):
+        super().__init__("minute-sampler")
         self.base, self.headers, self.pid, self.scrape = base, headers, pid, scrape
         self.period_s = period_s
         self.minutes: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="minute-sampler", daemon=True)
-
-    def start(self, started: float) -> MinuteSampler:
-        self._started = started
-        self._thread.start()
-        return self
 
     def _rss(self) -> int:
         return sum(rss_bytes(pid) for pid in (self.pid, *children(self.pid)))
@@ -87,7 +91,8 @@ class MinuteSampler:
 
     def _parts(self, client: httpx.Client) -> int | None:
         try:
-            rows = client.post("/v1/query", json={"sql": PARTS_SQL}).json()["rows"]
+            rows = client.post("/v1/query", json={"sql": queries.ACTIVE_PARTS,
+                                                  "parameters": {"db": "analytics"}}).json()["rows"]
             return int(rows[0][0])
         except (httpx.HTTPError, KeyError, ValueError, IndexError):
             return None
@@ -108,10 +113,6 @@ class MinuteSampler:
                                      "rss_mb": round(peak / 2**20), "queue_events": int(self._queued(sample)),
                                      "active_parts": self._parts(client)})
                 last, peak, minute = inserted, 0, minute + 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(35)
 
 
 def per_minute(minutes: list[dict[str, Any]], freshness: list[tuple[float, float]],

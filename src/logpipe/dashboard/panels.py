@@ -58,8 +58,12 @@ def _rollup(select: str, where: str = "", group: str = "t, series", order: str =
 
 
 BUCKET_MINUTE = "toStartOfInterval(minute, INTERVAL {bucket:UInt32} SECOND)"
-# An hour all of whose minutes a panel's range holds (a minute is in it when it starts inside it).
-WHOLE_HOUR = "hour >= {from:DateTime64(3)} AND hour + INTERVAL 59 MINUTE < {to:DateTime64(3)}"
+def _whole_hour(hour: str) -> str:
+    """The hour starting at ``hour`` has all its minutes in the panel's range (a minute is in it when it
+    starts inside it)."""
+    return f"{hour} >= {{from:DateTime64(3)}} AND {hour} + INTERVAL 59 MINUTE < {{to:DateTime64(3)}}"
+
+
 SERVICE_TIER = "dictGetOrDefault('{db}.dict_service', 'tier', toString(service), '')"
 SERVICE_TEAM = "dictGetOrDefault('{db}.dict_service', 'team', toString(service), '')"
 STATUS = "dictGetOrDefault('{db}.dict_status', '{attribute}', toUInt64(status), '')"
@@ -144,11 +148,11 @@ PANELS: tuple[Panel, ...] = (
     Panel("slow_endpoints", "Slowest endpoints (p99)", "table",
           "SELECT service, endpoint, round(toFloat64(quantilesTDigestIfMerge(0.5, 0.95, 0.99)(latency_q)[3]), 1) "
           "AS p99_ms, sum(requests) AS request_count FROM ("
-          f"SELECT service, endpoint, requests, latency_q FROM {{db}}.fact_log_endpoint_1h WHERE {WHOLE_HOUR} "
+          f"SELECT service, endpoint, requests, latency_q FROM {{db}}.fact_log_endpoint_1h WHERE {_whole_hour('hour')} "
           f"AND {SERVICE_FILTER} AND {SOURCE_FILTER} "
           "UNION ALL SELECT service, endpoint, requests, latency_q FROM {db}.fact_log_1m "
           "WHERE minute >= {from:DateTime64(3)} AND minute < {to:DateTime64(3)} AND endpoint != '' "
-          f"AND NOT ({WHOLE_HOUR.replace('hour', 'toStartOfHour(minute)')}) AND {SERVICE_FILTER} AND {SOURCE_FILTER}"
+          f"AND NOT ({_whole_hour('toStartOfHour(minute)')}) AND {SERVICE_FILTER} AND {SOURCE_FILTER}"
           ") GROUP BY service, endpoint ORDER BY p99_ms DESC LIMIT 10", unit="ms",
           description="Over the range's whole hours (fact_log_endpoint_1h) and the minutes at its edges."),
     Panel("error_endpoints", "Top error endpoints", "table", _rollup(

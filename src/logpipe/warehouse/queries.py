@@ -73,6 +73,7 @@ INGEST_AGAINST_BASELINE = (
 EVENT_COUNT_BY_ID = "SELECT count() FROM {db}.fact_log WHERE event_id = {id:String}"
 MARKERS_SEEN = "SELECT event_id FROM {db}.fact_log WHERE service = 'bench' AND event_id IN {ids:Array(String)}"
 MERGES_RUNNING = "SELECT count() FROM system.merges"
+ACTIVE_PARTS = "SELECT count() FROM system.parts WHERE database = {db:String} AND active"  # the soak scenarios
 
 # Dead letters and their replay (processing/dead_letters.py; table dead_letter_replay in sql/). A dead
 # letter's id is a hash of its whole row: rows alike in every column are one dead letter with `copies`.
