@@ -147,6 +147,11 @@ def test_pages_reach_back_through_the_slices_of_a_long_range_in_order(store, tok
     assert list(LogSearch(day["from"], day["to"], trace_id="t-1").slices()) == [(day["from"], day["to"])]
 
 
+def _plan(store, search: LogSearch) -> str:
+    return "\n".join(row[0] for row in store.query_rows(
+        "EXPLAIN indexes = 1 " + in_database(search.page_sql(), store.database), search.parameters())[1])
+
+
 def test_the_search_indexes_skip_the_granules_without_the_id_or_the_word(store):
     now = time.time()
     for part in range(4):  # a part each, so each holds its own granule
@@ -157,22 +162,46 @@ def test_the_search_indexes_skip_the_granules_without_the_id_or_the_word(store):
     window = (int((now - 60) * 1000), int((now + 60) * 1000))
 
     def granules_read(**filters: str) -> tuple[int, int]:
-        search = LogSearch(*window, **filters)
-        plan = "\n".join(row[0] for row in store.query_rows(
-            "EXPLAIN indexes = 1 " + in_database(search.page_sql(), store.database), search.parameters())[1])
-        skipped = re.findall(r"Granules: (\d+)/(\d+)", plan.split("Skip", 1)[1])
+        skipped = re.findall(r"Granules: (\d+)/(\d+)", _plan(store, LogSearch(*window, **filters)).split("Skip", 1)[1])
         return int(skipped[-1][0]), int(skipped[0][1])
 
-    assert granules_read(trace_id="tr2-7") == (1, 4)
     assert granules_read(user_id="user3") == (1, 4)
     assert granules_read(event_id="p1-5") == (1, 4)
     assert granules_read(text="batch0") == (1, 4)
     assert granules_read(text="step")[0] == 4  # a word of every granule reads them all
 
 
+def test_a_trace_lookup_reads_only_the_seconds_and_services_of_its_trace(store):
+    now = time.time()
+    for part in range(4):  # a part each, 30 s apart, so each holds its own granule
+        lines = [orjson.dumps({"event_id": f"p{part}-{i}", "ts": now - 10 - 30 * part, "service": "auth",
+                               "trace_id": f"tr{part}-{i}", "message": "step"}) for i in range(50)]
+        store.insert("fact_log", normalize_ndjson(b"\n".join(lines), Provenance("http")).facts)
+    spanning = [{"event_id": "s-1", "ts": now - 200, "service": "order", "trace_id": "tr-span"},
+                {"event_id": "s-2", "ts": now - 5, "service": "payment", "trace_id": "tr-span"}]
+    store.insert("fact_log", normalize_ndjson(b"\n".join(orjson.dumps(e) for e in spanning), Provenance("http")).facts)
+    window = (int((now - 600) * 1000), int((now + 60) * 1000))
+
+    def found(trace_id: str) -> list[str]:
+        search = LogSearch(*window, trace_id=trace_id)
+        rows = store.query_rows(in_database(search.page_sql(), store.database), search.parameters())[1]
+        return sorted(row[0] for row in rows)
+
+    assert found("tr2-7") == ["p2-7"]
+    assert found("tr-span") == ["s-1", "s-2"]  # two services, 195 s apart
+    assert found("tr-unknown") == []
+    read = re.findall(r"Granules: (\d+)/(\d+)", _plan(store, LogSearch(*window, trace_id="tr2-7")).split(
+        "ReadFromMergeTree (" + store.database + ".fact_log)", 1)[1])
+    assert (int(read[-1][0]), int(read[0][1])) == (1, 5)  # of the granules of five parts
+
+
 def test_the_benchmark_drops_exactly_the_indexes_the_schema_adds(store):
-    from logpipe.warehouse.queries import SEARCH_INDEXES
+    from logpipe.warehouse.queries import SEARCH_INDEXES, SEARCH_VIEWS
 
     names = store.query_rows("SELECT name FROM system.data_skipping_indices WHERE database = {db:String} "
                              "AND table = 'fact_log' ORDER BY name", {"db": store.database})[1]
     assert [n for (n,) in names if n != "ingest_ts_minmax"] == sorted(SEARCH_INDEXES)
+    feeding = store.query_rows("SELECT name FROM system.tables WHERE database = {db:String} AND engine = "
+                               "'MaterializedView' AND position(create_table_query, "
+                               "concat('TO ', {db:String}, '.fact_log_trace ')) > 0", {"db": store.database})[1]
+    assert [n for (n,) in feeding] == list(SEARCH_VIEWS)

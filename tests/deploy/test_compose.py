@@ -190,7 +190,8 @@ def test_the_init_sql_runs_on_clickhouse(store):
         "dim_status", "dim_time", "fact_log", "fact_log_1m", "fact_log_1m_source_mv", "fact_log_endpoint_1h",
         "fact_log_endpoint_1h_mv", "fact_log_errors_1m", "fact_log_errors_1m_mv", "fact_log_ingest_1m",
         "fact_log_ingest_1m_mv", "fact_log_latency_1m", "fact_log_latency_1m_mv", "fact_log_status_1m",
-        "fact_log_status_1m_mv", "fact_log_system_1m", "fact_log_system_1m_mv"]
+        "fact_log_status_1m_mv", "fact_log_system_1m", "fact_log_system_1m_mv", "fact_log_trace",
+        "fact_log_trace_mv"]
     assert store.scalar(f"SELECT count() FROM {store.database}.dim_status") == 501
 
 

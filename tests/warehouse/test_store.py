@@ -69,7 +69,7 @@ def test_schema_files_name_retention_and_dedup_window():
     tables = dict(re.findall(r"CREATE TABLE IF NOT EXISTS analytics\.(\w+)\n(.*?)(?=\n-- |\Z)", text, flags=re.S))
     fed = {"fact_log", *re.findall(r"MATERIALIZED VIEW IF NOT EXISTS analytics\.\w+ TO analytics\.(\w+)", text)}
     assert fed == {"fact_log", "fact_log_1m", "fact_log_status_1m", "fact_log_errors_1m", "fact_log_ingest_1m",
-                   "fact_log_system_1m", "fact_log_latency_1m", "fact_log_endpoint_1h",
+                   "fact_log_system_1m", "fact_log_latency_1m", "fact_log_endpoint_1h", "fact_log_trace",
                    "dim_service_seen", "dim_endpoint_seen", "dim_host_seen"}
     for table in fed:  # a retried insert is dropped by each table it reaches
         assert "non_replicated_deduplication_window = 10000" in tables[table], table
@@ -94,6 +94,8 @@ def test_retried_insert_with_same_token_stores_once_in_facts_and_rollups(store):
     assert store.scalar(f"SELECT sum(requests) FROM {db}.fact_log_status_1m") == requests
     errors = pc.sum(pc.is_in(facts.column("level").cast(pa.string()), pa.array(["ERROR", "FATAL"]))).as_py()
     assert store.scalar(f"SELECT sum(events) FROM {db}.fact_log_errors_1m") == errors > 0
+    traced = pc.sum(pc.not_equal(facts.column("trace_id"), "")).as_py()
+    assert store.scalar(f"SELECT count() FROM {db}.fact_log_trace") == traced > 0
     # the latency states (fed from fact_log_1m's inserts): one insert's, not two
     assert store.scalar(f"SELECT count() FROM {db}.fact_log_latency_1m") == store.scalar(
         f"SELECT count() FROM (SELECT DISTINCT minute, service, source FROM {db}.fact_log_1m WHERE requests > 0)")

@@ -52,15 +52,15 @@ ALTER TABLE analytics.fact_log ADD COLUMN IF NOT EXISTS sender LowCardinality(St
 
 -- 012_fact_log_search_indexes.sql
 -- The logs page's lookups and free text (dashboard/search.py), without a scan of the time range:
--- bloom filters on the three ids, and a token bloom filter on the lower-cased message, which the search
--- reads through hasToken(lowerUTF8(message), ...). Each holds one filter per granule (8,192 rows), so a
--- lookup reads only the granules that may hold its value. tokenbf_v1 rather than ClickHouse's text
--- index: the same DDL runs on every server logpipe supports (the text index is experimental in 25.8,
--- the compose image) and measured the same insert cost (bench/results/history/2026-12-01-search.md).
--- A table created before these indexes takes them here; parts written before keep being read whole
--- until the index is materialized (docs/search.md: the ALTER path of an existing table).
-ALTER TABLE analytics.fact_log ADD INDEX IF NOT EXISTS trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1,
-    ADD INDEX IF NOT EXISTS user_id_bloom user_id TYPE bloom_filter(0.01) GRANULARITY 1,
+-- bloom filters on the user and event ids, and a token bloom filter on the lower-cased message, which
+-- the search reads through hasToken(lowerUTF8(message), ...). Each holds one filter per granule (8,192
+-- rows), so a lookup reads only the granules that may hold its value. Trace ids have a table of their
+-- own (sql/077). tokenbf_v1 rather than ClickHouse's text index: the same DDL runs on every server
+-- logpipe supports (the text index is experimental in 25.8, the compose image) and measured the same
+-- insert cost (bench/results/history/2026-12-01-search.md). A table created before these indexes takes
+-- them here; parts written before keep being read whole until the index is materialized (docs/search.md:
+-- the ALTER path of an existing table).
+ALTER TABLE analytics.fact_log ADD INDEX IF NOT EXISTS user_id_bloom user_id TYPE bloom_filter(0.01) GRANULARITY 1,
     ADD INDEX IF NOT EXISTS event_id_bloom event_id TYPE bloom_filter(0.01) GRANULARITY 1,
     ADD INDEX IF NOT EXISTS message_tokens lowerUTF8(message) TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1;
 
@@ -71,6 +71,11 @@ ALTER TABLE analytics.fact_log ADD INDEX IF NOT EXISTS trace_id_bloom trace_id T
 -- index on it skips every part and granule that came in before the window, instead of reading the
 -- column of the whole table on each tick.
 ALTER TABLE analytics.fact_log ADD INDEX IF NOT EXISTS ingest_ts_minmax ingest_ts TYPE minmax GRANULARITY 1;
+
+-- 014_fact_log_trace_bloom_retired.sql
+-- The trace_id bloom filter that earlier stores carry: fact_log_trace (sql/077) answers trace lookups
+-- now, and the filter would only cost every insert its hashing.
+ALTER TABLE analytics.fact_log DROP INDEX IF EXISTS trace_id_bloom;
 
 -- 020_dead_letter.sql
 -- Records that could not become fact rows, with the raw payload and the reason.
@@ -667,3 +672,38 @@ SELECT toStartOfHour(minute) AS hour, service, endpoint, source, sum(requests) A
 FROM analytics.fact_log_1m
 WHERE endpoint != ''
 GROUP BY hour, service, endpoint, source;
+
+-- 077_fact_log_trace.sql
+-- Where each trace is: per traced event, the hash of its trace id, its service and its second, sorted by
+-- the hash, so a lookup reads one granule of it per part and then only the (service, ts) range of
+-- fact_log that its sorting key points at. The OpenTelemetry Collector's ClickHouse exporter keeps a
+-- table of the same purpose for its traces (otel_traces_trace_id_ts). A bloom filter on fact_log's
+-- trace_id instead read its filter of every granule of the range, 59 MiB for a day of 50 million rows,
+-- and answered slower; the hash and the second, rather than the id and the millisecond, make this table
+-- a fraction of the insert's cost and of the disk (bench/results/history/2026-12-02-trace-lookup.md).
+-- A hash that two ids share only widens the range read: the lookup still matches fact_log's trace_id.
+-- Plain MergeTree: a repeated block adds rows that say the same (the lookup takes min and max).
+CREATE TABLE IF NOT EXISTS analytics.fact_log_trace
+(
+    trace_hash  UInt64 CODEC(Delta, ZSTD(1)),
+    service     LowCardinality(String),
+    second      DateTime('UTC') CODEC(ZSTD(1))
+)
+ENGINE = MergeTree
+PARTITION BY toDate(second)
+ORDER BY trace_hash
+TTL second + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+-- 078_fact_log_trace_backfill.sql
+-- A store whose facts predate the trace table: it is filled in from them once, before the view below
+-- feeds it (a store with no traced events yet, or with the table filled, writes nothing).
+INSERT INTO analytics.fact_log_trace
+SELECT cityHash64(trace_id), service, toDateTime(ts) FROM analytics.fact_log
+WHERE trace_id != '' AND (SELECT count() FROM analytics.fact_log_trace) = 0;
+
+-- 079_fact_log_trace_mv.sql
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.fact_log_trace_mv TO analytics.fact_log_trace AS
+SELECT cityHash64(trace_id) AS trace_hash, service, toDateTime(ts) AS second
+FROM analytics.fact_log
+WHERE trace_id != '';

@@ -48,6 +48,8 @@ def _store(data_dir: Path, indexes: bool) -> Any:
     if not indexes:
         for name in queries.SEARCH_INDEXES:
             store.command(queries.DROP_SEARCH_INDEX.format(db=store.database, name=name))
+        for name in queries.SEARCH_VIEWS:
+            store.command(queries.DROP_SEARCH_VIEW.format(db=store.database, name=name))
     return store
 
 
@@ -124,7 +126,8 @@ def run_store(rows: int = ROWS) -> dict[str, Any]:
     store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-search-")), indexes=True)
     build_s = build(store, rows, now_ms)
     stored, parts, disk, index_bytes = store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database})[1][0]
+    trace_table = store.query_rows(queries.SEARCH_BENCH_TRACE_TABLE, {"db": store.database})[1][0][0]
     results = measure_queries(store, now_ms)
     store.close()
     return {"rows": int(stored), "parts": int(parts), "build_s": round(build_s, 1), "disk_mb": round(disk / 1e6),
-            "index_mb": round(index_bytes / 1e6), "queries": results}
+            "index_mb": round(index_bytes / 1e6), "trace_table_mb": round(trace_table / 1e6), "queries": results}

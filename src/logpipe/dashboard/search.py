@@ -45,6 +45,14 @@ _WHERE = " AND ".join([
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{db}}.fact_log WHERE {_WHERE}"
 _PAGE_ORDER = (" AND ({before_ts:Int64} = 0 OR (toUnixTimestamp64Milli(ts), event_id) < "
                "({before_ts:Int64}, {before_id:String})) ORDER BY ts DESC, event_id DESC LIMIT {limit:UInt32}")
+# A trace_id lookup finds the trace's services and seconds in fact_log_trace (sql/077), sorted by the
+# trace id's hash, and reads only that (service, ts) range of fact_log, which its sorting key points at.
+# The bounds are cast to ts's type: chdb compared DateTime64 with a DateTime subquery's value wrongly.
+# GLOBAL IN: on a cluster the set is built once, on the node that was asked, and sent to the shards.
+_TRACE_SPAN = "".join(
+    f" AND {condition} (SELECT {value} FROM {{db}}.fact_log_trace WHERE trace_hash = cityHash64({{trace_id:String}}))"
+    for condition, value in (("service GLOBAL IN", "service"), ("ts >=", "toDateTime64(min(second), 3, 'UTC')"),
+                             ("ts <", "toDateTime64(max(second) + 1, 3, 'UTC')")))
 _TAIL_ORDER = (" AND toUnixTimestamp64Milli(ingest_ts) > {after_ingest:Int64} "
                "ORDER BY ingest_ts, ts, event_id LIMIT {limit:UInt32}")
 
@@ -127,11 +135,14 @@ class LogSearch:
                 **{f"token{i}": token for i, token in enumerate(self.tokens)},
                 **{f"phrase{i}": phrase for i, phrase in enumerate(self.phrases)}, **extra}
 
+    def _conditions(self) -> str:
+        return _SELECT + (_TRACE_SPAN if self.trace_id else "") + text_clause(len(self.tokens), len(self.phrases))
+
     def page_sql(self) -> str:
-        return _SELECT + text_clause(len(self.tokens), len(self.phrases)) + _PAGE_ORDER
+        return self._conditions() + _PAGE_ORDER
 
     def tail_sql(self) -> str:
-        return _SELECT + text_clause(len(self.tokens), len(self.phrases)) + _TAIL_ORDER
+        return self._conditions() + _TAIL_ORDER
 
     def slices(self) -> Iterator[tuple[int, int]]:
         """The (from, to) ranges a page reads, newest first: the whole range for an id lookup, which the

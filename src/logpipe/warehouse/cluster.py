@@ -56,7 +56,7 @@ def cluster_statements(database: str, retention_days: int, cluster: str,
         if alter:  # the local tables and the Distributed one over them both change
             db, base = alter.groups()
             out.append((name, ALTER.sub(f"ALTER TABLE {db}.{base}_local ON CLUSTER '{cluster}' ", sql, count=1)))
-            if "ADD INDEX" in sql:  # skip indexes are the local tables' own; a Distributed table has none
+            if "ADD INDEX" in sql or "DROP INDEX" in sql:  # skip indexes are the local tables' own
                 continue
             out.append((name.replace(".sql", "_distributed.sql"),
                         KEY.sub("", ALTER.sub(f"ALTER TABLE {db}.{base} ON CLUSTER '{cluster}' ", sql, count=1))))
