@@ -884,7 +884,8 @@ def search(duration_s: float) -> Result:
                       "insert_ceiling_ratio": round(with_indexes / without, 3), "insert_ceiling_rounds": ceilings}
     result.notes.append(f"store of {measured['rows']:,} rows over 24 h in {measured['parts']} parts, "
                         f"{measured['disk_mb']:,} MB on disk of which {measured['index_mb']:,} MB search indexes, "
-                        f"and {measured['trace_table_mb']:,} MB in the trace table beside it, built in {measured['build_s']:.0f} s")
+                        f"and {measured['trace_table_mb']:,} MB in the trace table beside it, "
+                        f"built in {measured['build_s']:.0f} s")
     return result
 
 
