@@ -91,7 +91,9 @@ def test_the_monitoring_cost_scenario_times_every_check_and_panel_on_two_stores(
     expected = {f"check {c}" for c in CHECKS} | {f"panel {p} ({span})" for p in panels for span in ("1 h", "24 h")}
     assert set(details["time_ratio"]) == expected == set(small["ms"]) == set(large["ms"])
     assert all(ms > 0 for ms in large["ms"].values())
-    assert "| check freshness |" in (tmp_path / "README.md").read_text()
+    assert set(large["p99_ms"]) == expected and all(large["p99_ms"][q] >= large["ms"][q] for q in expected)
+    markdown = (tmp_path / "README.md").read_text()
+    assert "| check freshness |" in markdown and "Slowest panel over 24 h on the larger store: p99" in markdown
 
 
 def test_the_soak_scenario_runs_logpipe_up_and_reports_each_minute(tmp_path):
