@@ -41,12 +41,12 @@ up: $(STAMP)
 	LOGPIPE_SERVICE_CATALOG=$${LOGPIPE_SERVICE_CATALOG:-deploy/service-catalog.example.yaml} $(RUN_ENV) $(BIN)/logpipe up
 
 test: $(STAMP) system
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(PREPARE_DECODER)
 	$(BIN)/pytest -q -ra
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 bench: $(STAMP)
 	$(PREPARE_DECODER)

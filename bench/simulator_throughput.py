@@ -11,10 +11,10 @@ import platform
 import time
 from pathlib import Path
 
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.events import Provenance
 from logpipe.processing.normalize import normalize_ndjson
 from logpipe.simulator.generator import TrafficGenerator
-from logpipe.codec.ndjson import encode_ndjson
 
 BATCH = 100_000
 ROUNDS = 20

@@ -38,7 +38,8 @@ def main(rows: int) -> None:
     now = time.time()
     batch = 200_000
     for start in range(0, rows, batch):
-        table = generator.generate(batch, now - 86_000 + start * 86_000 / rows, now - 86_000 + (start + batch) * 86_000 / rows)
+        table = generator.generate(batch, now - 86_000 + start * 86_000 / rows,
+                                   now - 86_000 + (start + batch) * 86_000 / rows)
         facts = normalize_ndjson(encode_ndjson(table), Provenance("bench")).facts
         store.insert("fact_log", facts)
         store.insert("replacing", facts)
