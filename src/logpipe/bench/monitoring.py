@@ -46,7 +46,7 @@ def measure(rows: int) -> dict[str, Any]:
     store = search._store(Path(tempfile.mkdtemp(prefix="logpipe-bench-monitoring-")), indexes=True)
     now_ms = int(time.time() * 1000)
     build_s = search.build(store, rows, now_ms)
-    stored = store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database})[1][0][0]
+    stored = search.table_size(store)[0]
     timings = {f"check {name}": _timings_ms(store, queries.in_database(sql, store.database), parameters)
                for name, (sql, parameters) in CHECKS.items()}
     for label, span_ms in (("1 h", HOUR_MS), ("24 h", 24 * HOUR_MS)):

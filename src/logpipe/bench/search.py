@@ -53,6 +53,11 @@ def _store(data_dir: Path, indexes: bool) -> Any:
     return store
 
 
+def table_size(store: Any, table: str = "fact_log") -> tuple[int, int, int, int]:
+    """A table's active rows, parts, bytes on disk and bytes of skip indexes."""
+    return store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database, "table": table})[1][0]
+
+
 def build(store: Any, rows: int, now_ms: int) -> float:
     """Fill the store; returns the seconds it took."""
     started = time.perf_counter()
@@ -66,7 +71,7 @@ def build(store: Any, rows: int, now_ms: int) -> float:
         ingested = pc.add(facts.column("ts").cast(pa.int64()), 500).cast(facts.schema.field("ingest_ts").type)
         facts = facts.set_column(facts.schema.get_field_index("ingest_ts"), "ingest_ts", ingested)
         store.insert("fact_log", facts, f"seed-{i}")
-    seeded = store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database})[1][0][0]
+    seeded = table_size(store)[0]
     for k in range(1, max(1, -(-rows // seeded))):
         store.query_rows(queries.in_database(queries.SEARCH_BENCH_COPY, store.database),
                          {"k": k, "now": now_ms, "day": DAY_MS}, readonly=False)
@@ -125,8 +130,8 @@ def run_store(rows: int = ROWS) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     store = _store(Path(tempfile.mkdtemp(prefix="logpipe-bench-search-")), indexes=True)
     build_s = build(store, rows, now_ms)
-    stored, parts, disk, index_bytes = store.query_rows(queries.SEARCH_BENCH_STORE, {"db": store.database})[1][0]
-    trace_table = store.query_rows(queries.SEARCH_BENCH_TRACE_TABLE, {"db": store.database})[1][0][0]
+    stored, parts, disk, index_bytes = table_size(store)
+    trace_table = table_size(store, "fact_log_trace")[2]
     results = measure_queries(store, now_ms)
     store.close()
     return {"rows": int(stored), "parts": int(parts), "build_s": round(build_s, 1), "disk_mb": round(disk / 1e6),

@@ -146,7 +146,8 @@ class LogSearch:
 
     def slices(self) -> Iterator[tuple[int, int]]:
         """The (from, to) ranges a page reads, newest first: the whole range for an id lookup, which the
-        ids' indexes answer; else 15 minutes from the end (or the cursor), then each four times wider."""
+        trace table and the ids' indexes answer; else 15 minutes from the end (or the cursor), then each
+        four times wider."""
         end = self.end_ms if not self.before_ts else min(self.end_ms, self.before_ts + 1)
         if self.trace_id or self.user_id or self.event_id:
             yield self.start_ms, end

@@ -115,7 +115,7 @@ PENDING_REPLAYS = (f"SELECT id, argMax(key, {_REPLAY_NEWEST}), argMax(source, {_
 
 # The search benchmark (bench/search.py): its store's copies of simulated events, with new ids and
 # times spread over the day, each ingested half a second after its event time; a sample of trace ids;
-# the store's size; and the indexes and view it measures the insert ceiling without.
+# a table's size (fact_log's, the trace table's); and the indexes and view it measures the insert ceiling without.
 SEARCH_BENCH_COPY = (
     "INSERT INTO {db}.fact_log SELECT concat(event_id, '.', toString({k:UInt32})), "
     "fromUnixTimestamp64Milli(toInt64({now:Int64} - cityHash64(event_id, {k:UInt32}) % {day:UInt64}), 'UTC'), "
@@ -125,9 +125,7 @@ SEARCH_BENCH_COPY = (
     "message, attributes, source, sender, topic, partition, offset FROM {db}.fact_log WHERE event_id NOT LIKE '%.%'")
 SEARCH_BENCH_TRACES = "SELECT trace_id FROM {db}.fact_log WHERE trace_id != '' ORDER BY rand() LIMIT {n:UInt32}"
 SEARCH_BENCH_STORE = ("SELECT sum(rows), count(), sum(bytes_on_disk), sum(secondary_indices_compressed_bytes) "
-                      "FROM system.parts WHERE database = {db:String} AND table = 'fact_log' AND active")
-SEARCH_BENCH_TRACE_TABLE = ("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} "
-                            "AND table = 'fact_log_trace' AND active")
+                      "FROM system.parts WHERE database = {db:String} AND table = {table:String} AND active")
 SEARCH_INDEXES = ("user_id_bloom", "event_id_bloom", "message_tokens")  # as in sql/012
 SEARCH_VIEWS = ("fact_log_trace_mv",)  # sql/079: what feeds the trace lookup's table
 DROP_SEARCH_INDEX = "ALTER TABLE {db}.fact_log DROP INDEX {name}"  # name: one of SEARCH_INDEXES (str.format)
