@@ -181,6 +181,7 @@ class KafkaEngine:
     def _validate_pending(self) -> None:
         """Takes every request waiting, validates them in one call and produces each: while one batch is
         validated the next gathers, so the batches grow with the load and add no wait of their own."""
+        metrics.name_os_thread()
         while True:
             with self._wake:
                 while not self._pending and not self._stopping:

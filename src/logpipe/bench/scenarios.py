@@ -363,8 +363,9 @@ class MarkerProbe:
     """Freshness through the HTTP API: one marker event posted every MARKER_EVERY_S, and the moment
     each is first seen by a query for it in ClickHouse (event time to visible, measured)."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, query_base: str | None = None):
         self.base = base
+        self.query_base = query_base or base  # where the store is served: the processor, when split
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
@@ -376,12 +377,13 @@ class MarkerProbe:
         has its partitions), start posting markers, so the figures are the steady state's."""
         import httpx
 
-        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.ADMIN)) as client:
+        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.ADMIN)) as client, \
+                httpx.Client(base_url=self.query_base, timeout=30, headers=_headers(Role.ADMIN)) as store:
             line = json.dumps({"event_id": "warm-up", "ts": _iso(time.time()), "service": "bench"}).encode()
             client.post("/v1/logs", content=line + b"\n").raise_for_status()
             deadline = time.monotonic() + warm_up_timeout_s
             while time.monotonic() < deadline:
-                rows = client.post("/v1/query", json={
+                rows = store.post("/v1/query", json={
                     "sql": queries.in_database(queries.EVENT_COUNT_BY_ID, "analytics"),
                     "parameters": {"id": "warm-up"}}).json()["rows"]
                 if rows and rows[0][0]:
@@ -411,7 +413,7 @@ class MarkerProbe:
     def _poll(self) -> None:
         import httpx
 
-        with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.READ)) as client:
+        with httpx.Client(base_url=self.query_base, timeout=30, headers=_headers(Role.READ)) as client:
             while not self._stop.wait(0.05):
                 pending = [m for m in list(self.sent) if m not in self.seen]
                 if not pending:
@@ -437,15 +439,25 @@ class MarkerProbe:
         return [(sent, self.seen[m] - sent) for m, sent in self.sent.items() if m in self.seen]
 
 
-def _loaded(result: Result, monitor: ResourceMonitor, server: Any, base: str, duration_s: float,
-            loads: list[list[str]]) -> tuple[dict, dict, list[dict[str, Any]]]:
-    """Run the load processes (``python -m`` each argument list) against the server at ``base`` with
-    freshness markers beside them, then stop the server: the metrics before and after, and what each
+def _scrape_all(bases: list[str]) -> dict[tuple[str, str], float]:
+    """The metrics of several processes, summed: the pipeline's stages, wherever they run."""
+    values: dict[tuple[str, str], float] = {}
+    for base in bases:
+        for key, value in _scrape(base).items():
+            values[key] = values.get(key, 0.0) + value
+    return values
+
+
+def _loaded(result: Result, monitor: ResourceMonitor, servers: list[Any], bases: list[str], duration_s: float,
+            loads: list[list[str]], query_base: str | None = None) -> tuple[dict, dict, list[dict[str, Any]]]:
+    """Run the load processes (``python -m`` each argument list) against the servers at ``bases`` with
+    freshness markers beside them (posted to the first, looked up at ``query_base``, by default the
+    same), then stop the servers: the metrics before and after (summed over the servers), and what each
     load process reports. ``result`` gets the duration, resource use and freshness."""
     import subprocess
 
-    before = _scrape(base)
-    probe = MarkerProbe(base).start()
+    before = _scrape_all(bases)
+    probe = MarkerProbe(bases[0], query_base).start()
     monitor.start()
     started = time.perf_counter()
     loaders = [subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, text=True,
@@ -454,28 +466,32 @@ def _loaded(result: Result, monitor: ResourceMonitor, server: Any, base: str, du
         monitor.watch(f"load generator {i}", loader.pid, pipeline=False)
     outputs = [json.loads(loader.communicate(timeout=duration_s + 120)[0]) for loader in loaders]
     result.duration_s = time.perf_counter() - started
-    after = _scrape(base)
+    after = _scrape_all(bases)
     result.usage = monitor.stop()
     time.sleep(2 * MARKER_EVERY_S)
     result.freshness = probe.stop()
-    server.terminate()
-    server.wait(60)
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait(60)
     return before, after, outputs
 
 
 def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concurrency: int = 8,
-              batch: int = 1000, rate: float = 0.0) -> Result:
-    """NDJSON batches of 1,000 from separate load processes against `logpipe up` in its own process:
-    with the in-process channel (http-ingest), or through a Kafka broker (kafka-max: gateway ->
-    broker -> processor, with bare librdkafka producer and consumer ceilings on the same broker)."""
+              batch: int = 1000, rate: float = 0.0, gateways: int = 1) -> Result:
+    """NDJSON batches of 1,000 from separate load processes against logpipe in processes of its own:
+    `logpipe up` with the in-process channel (http-ingest); or, through a Kafka broker, the production
+    topology (kafka-*): ``gateways`` `logpipe gateway` processes producing, one `logpipe process`
+    consuming into the store it owns, as deploy/docker-compose.yml runs them; with bare librdkafka
+    producer and consumer ceilings on the same broker. Load process i posts to gateway i mod
+    ``gateways``."""
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {"LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-http-"),
-           "LOGPIPE_SIM_ENABLED": "false", "LOGPIPE_WATCH_ENABLED": "false"}
+    data_dir = tempfile.mkdtemp(prefix="logpipe-bench-http-")
+    env = {"LOGPIPE_DATA_DIR": data_dir, "LOGPIPE_SIM_ENABLED": "false", "LOGPIPE_WATCH_ENABLED": "false"}
     result = Result(name, duration_s)
     monitor = ResourceMonitor()
     broker = None
+    servers: list[Any] = []
     try:
         if kafka:
             bootstrap, broker = _broker()
@@ -485,12 +501,31 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
             result.ceilings = _kafka_ceilings(bootstrap, 200_000)
             if broker is not None:
                 monitor.watch("broker (tansu)", broker.pid, pipeline=False)
-        server = _serve("up", env, port)
-        monitor.watch("logpipe up", server.pid)
-        before, after, outputs = _loaded(result, monitor, server, base, duration_s, [
-            ["logpipe.bench.load", base, str(duration_s), str(batch), str(seed), str(concurrency), str(rate / clients)]
-            for seed in range(clients)])
+            store_port = free_port()
+            servers.append(_serve("process", {**env, "LOGPIPE_PROCESS_PORT": str(store_port)}, store_port))
+            monitor.watch("logpipe process", servers[-1].pid)
+            query_base = f"http://127.0.0.1:{store_port}"
+            ports = [free_port() for _ in range(gateways)]
+            for i, port in enumerate(ports):
+                # each gateway a data directory of its own: only the processor opens the store
+                gateway_env = {**env, "LOGPIPE_HTTP_PORT": str(port),
+                               "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-gateway-")}
+                servers.append(_serve("gateway", gateway_env, port))
+                monitor.watch(f"logpipe gateway {i}" if gateways > 1 else "logpipe gateway", servers[-1].pid)
+        else:
+            ports = [free_port()]
+            servers.append(_serve("up", {**env, "LOGPIPE_HTTP_PORT": str(ports[0])}, ports[0]))
+            monitor.watch("logpipe up", servers[-1].pid)
+            query_base = None
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        before, after, outputs = _loaded(result, monitor, servers, bases + ([query_base] if query_base else []),
+                                         duration_s, [
+            ["logpipe.bench.load", bases[seed % len(bases)], str(duration_s), str(batch), str(seed),
+             str(concurrency), str(rate / clients)] for seed in range(clients)], query_base)
     finally:
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
         if broker is not None:
             stop_local_broker(broker)
     events, received = metrics.sample_name(metrics.EVENTS_SENT, "_total"), \
@@ -612,7 +647,7 @@ def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, con
     monitor = ResourceMonitor()
     server = _serve("up", env, port)
     monitor.watch("logpipe up", server.pid)
-    before, after, outputs = _loaded(result, monitor, server, base, duration_s, [
+    before, after, outputs = _loaded(result, monitor, [server], [base], duration_s, [
         ["logpipe.bench.source_load", kind, target, str(duration_s), str(seed), str(concurrency)]
         for seed in range(clients)])
     what = "accepted by the OTLP receiver" if kind == "otlp" else "sent to the syslog listener"
@@ -910,6 +945,8 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-50k": lambda d: embedded(d, 50_000, "embedded-50k"),
     "kafka-max": lambda d: http_load(d, "kafka-max", kafka=True),
     "kafka-20k": lambda d: http_load(d, "kafka-20k", kafka=True, rate=20_000),
+    "kafka-50k": lambda d: http_load(d, "kafka-50k", kafka=True, rate=50_000),
+    "kafka-max-2-gateways": lambda d: http_load(d, "kafka-max-2-gateways", kafka=True, gateways=2),
     "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
     "embedded-max-no-dimensions": lambda d: embedded(d, None, "embedded-max-no-dimensions", dimensions=False),

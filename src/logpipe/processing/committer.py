@@ -32,6 +32,11 @@ class Committer:
     def put(self, sealed: Any) -> None:
         self._queue.put(sealed)
 
+    @property
+    def busy(self) -> bool:
+        """A batch is being committed or waits to be."""
+        return self._queue.unfinished_tasks > 0
+
     def drain(self) -> None:
         """Return once every batch handed over is committed."""
         self._queue.join()
