@@ -1,12 +1,16 @@
-"""The Kafka processor's offsets: what the group shows as done after a rebalance."""
+"""The Kafka processor's offsets (what the group shows as done after a rebalance) and batches."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from logpipe.processing.kafka_processor import KafkaCheckpoint
+from logpipe.processing.committer import Committer
+from logpipe.processing.config import ProcessorConfig
+from logpipe.processing.kafka_processor import KafkaCheckpoint, KafkaProcessor, Polled
+from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.transport.kafka import consumer_settings, ensure_topics
 from logpipe.transport.topics import subscription_pattern
 from tests.kafka_support import kafka_test_config
@@ -56,3 +60,39 @@ def test_a_refused_commit_is_made_again_only_for_partitions_the_member_keeps(kaf
         first.close()
         if second is not None:
             second.close()
+
+
+def test_while_a_batch_is_written_the_next_grows_until_full_then_goes_at_once(kafka_broker, store):
+    """Each insert costs the store a part per table and view whatever its size, so under load the
+    batch polled while the committer writes waits for it and takes everything that came meanwhile;
+    only a full batch (rows or bytes) is handed over early, and an idle committer gets a batch on time."""
+    config, _ = kafka_test_config(kafka_broker)
+    processor = KafkaProcessor(config, store, fact_sink(store), dead_letter_sink(store),
+                               ProcessorConfig(batch_max_rows=100, batch_max_bytes=10_000, flush_interval_s=0.01))
+    release = threading.Event()
+    processor._committer = Committer("test-committer", lambda _: release.wait(30)).start()
+
+    def polled(count: int, size: int) -> Polled:
+        return Polled(values=[b"x" * size] * count, topics=["t"] * count, partitions=[0] * count,
+                      offsets=list(range(count)), size=count * size)
+
+    try:
+        processor.opened_at = time.monotonic() - 1  # far older than the flush interval
+        processor._committer.put(polled(1, 1))  # being written
+        processor.polled = polled(50, 10)
+        assert processor._committer.busy
+        assert not processor._due(caught_up=True)
+        processor.polled = polled(100, 10)  # full by rows
+        assert processor._due(caught_up=False)
+        processor.polled = polled(50, 200)  # full by bytes
+        assert processor._due(caught_up=False)
+        release.set()
+        processor._committer.drain()
+        processor.polled = polled(50, 10)
+        assert not processor._committer.busy
+        assert processor._due(caught_up=True)
+    finally:
+        release.set()
+        processor._committer.close()
+        processor.consumer.close()
+        processor.dlq.close()

@@ -7,14 +7,16 @@ import signal
 import subprocess
 import time
 import uuid
+from concurrent.futures import Future
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics, topics_for
+from logpipe.transport.kafka import DeliveryFailed, KafkaProducerTransport, _Delivery, ensure_topics, topics_for
 from logpipe.transport.topics import dlq_topic, topic_names
 from tests.conftest import LOGPIPE
 from tests.kafka_support import (
@@ -285,3 +287,51 @@ def test_concurrent_requests_validated_together_are_each_answered_and_sent_as_th
 
     assert wait_for(lambda: len(stored()) >= len(expected), 90)
     assert stored() == expected  # every good record once, with its request's sender
+
+
+def _read_all(config, expected: int) -> list[bytes]:
+    """Every message of the log topics, read from the start by a consumer of no group offsets."""
+    consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": f"read-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=5)
+        consumer.assign([TopicPartition(topic, p, 0) for topic in topic_names(config.topic_prefix)
+                         if topic in metadata.topics for p in metadata.topics[topic].partitions])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(values) < expected and time.monotonic() < deadline:
+            values += [m.value() for m in consumer.consume(5000, 0.5) if m.error() is None]
+        values += [m.value() for m in consumer.consume(5000, 1.0) if m.error() is None]  # nothing more
+        return values
+    finally:
+        consumer.close()
+
+
+def test_a_send_resolves_once_the_broker_holds_every_message_and_fails_on_a_first_error(kafka_broker):
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    producer = KafkaProducerTransport(config)
+    try:
+        topics = [config.topic_prefix + service for service in ("auth", "payment", "order")] * 400
+        sent = producer.send_raw([b'{"n":%d}' % i for i in range(1200)], topics, [str(i % 7) for i in range(1200)])
+        assert sent.result(30) == 1200
+        # resolved means held by the broker, every one, once
+        assert sorted(_read_all(config, 1200)) == sorted(b'{"n":%d}' % i for i in range(1200))
+
+        # one report of a failure fails the send, whatever the reports after it say
+        failing = Future()
+        delivery = _Delivery(producer, failing, 3, producer.generation)
+        delivery.delivered(None, None)
+        delivery.delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+        delivery.delivered(None, None)
+        with pytest.raises(DeliveryFailed):
+            failing.result(0)
+        # and a send is not resolved before its last report
+        pending = Future()
+        delivery = _Delivery(producer, pending, 2, producer.generation)
+        delivery.delivered(None, None)
+        assert not pending.done()
+        delivery.delivered(None, None)
+        assert pending.result(0) == 2
+    finally:
+        producer.close()

@@ -25,7 +25,7 @@ from logpipe.codec.ndjson import encode_ndjson_buffer, encode_sparse_lines
 from logpipe.config import Settings
 from logpipe.dashboard.history import PipelineHistory
 from logpipe.events import Provenance
-from logpipe.gateway.body import InFlight
+from logpipe.gateway.body import InFlight, content_lines
 from logpipe.gateway.deps import Services
 from logpipe.gateway.server import BackgroundServer
 from logpipe.health import PAUSED, UP, component, report
@@ -235,7 +235,7 @@ class KafkaEngine:
         from logpipe.transport.kafka import message_keys
         from logpipe.transport.topics import OTHER_SUFFIX, SENDER_HEADER
 
-        per_request = [[line for line in payload.split(b"\n") if line.strip()] for payload, _, _ in batch]
+        per_request = [content_lines(payload) for payload, _, _ in batch]
         normalized = normalize_ndjson(b"\n".join(line for lines in per_request for line in lines),
                                       Provenance("http"), rules=self.config.rules)
         reasons = {b.index: b.reason for b in normalized.dead_letters}
@@ -244,9 +244,10 @@ class KafkaEngine:
         other = self.kafka.topic_prefix + OTHER_SUFFIX
         first, fact = 0, 0
         for lines, (_, sender, future) in zip(per_request, batch, strict=True):
-            bad = [i for i in range(len(lines)) if first + i in reasons]
+            bad = [i for i in range(len(lines)) if first + i in reasons] if reasons else []
             good = len(lines) - len(bad)
-            values = [line for i, line in enumerate(lines) if first + i not in reasons] + [lines[i] for i in bad]
+            values = lines if not bad else \
+                [line for i, line in enumerate(lines) if first + i not in reasons] + [lines[i] for i in bad]
             headers = [[(SENDER_HEADER, sender.encode())]] * len(values) if sender else None
             result = IngestResult(good, len(bad), [{"index": i, "reason": reasons[first + i]} for i in bad[:100]])
             try:

@@ -157,5 +157,23 @@ def line_stats(ndjson: bytes) -> tuple[int, int, int]:
         return 0, 0, len(data)
     lengths = np.diff(ends, prepend=-1) - 1
     longest = int(np.argmax(lengths))
-    count = int(np.count_nonzero(np.logical_or.reduceat(_IS_CONTENT[data], ends - lengths)))
+    starts = ends - lengths
+    filled = lengths > 0
+    if _IS_CONTENT[data[starts[filled]]].all():
+        # every line that is not empty begins with content, so holds content: no pass over every byte
+        count = int(np.count_nonzero(filled))
+    else:
+        count = int(np.count_nonzero(np.logical_or.reduceat(_IS_CONTENT[data], starts)))
     return count, longest, int(lengths[longest])
+
+
+def content_lines(payload: bytes) -> list[bytes]:
+    """The lines of an NDJSON payload that hold more than whitespace, as they came. A line of
+    whitespace only is rare: checking each line's first bytes in C, and stripping only then,
+    spares a Python call per line."""
+    lines = payload.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    if all(lines) and not any(map(bytes.isspace, lines)):
+        return lines
+    return [line for line in lines if line.strip()]
