@@ -54,6 +54,7 @@ from logpipe.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 COMPONENT = "kafka_processor"
+POLL_MESSAGES = 20_000  # at most, per poll; a poll that brings fewer has read what there is
 GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                             KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID,
                             KafkaError._STATE, KafkaError._ASSIGNMENT_LOST})
@@ -225,7 +226,7 @@ class KafkaProcessor:
                 self._raise_commit_failure()
                 self._commit_written()
                 self.checkpoint.recommit_refused()
-                messages = self.consumer.consume(num_messages=20_000, timeout=0.1)
+                messages = self.consumer.consume(num_messages=POLL_MESSAGES, timeout=0.1)
                 good = messages
                 if any(map(Message.error, messages)):  # rare, so the common case is one C-level pass
                     good = []
@@ -242,7 +243,7 @@ class KafkaProcessor:
                     kind, stamp_ms = messages[-1].timestamp()
                     if kind != TIMESTAMP_NOT_AVAILABLE:
                         metrics.KAFKA_RECORD_AGE_SECONDS.observe(max(0.0, time.time() - stamp_ms / 1000))
-                if self._due(caught_up=not messages):
+                if self._due(caught_up=len(messages) < POLL_MESSAGES):
                     self.flush()
             self.flush()
             self._committer.drain()
@@ -259,9 +260,10 @@ class KafkaProcessor:
         """Full (rows or bytes); else, while the committer writes the last batch, never: this one grows
         meanwhile, so under load each insert takes what came during the one before and the store's
         fixed cost per insert (a part for the table and for each of its views) is paid once per write,
-        not once per poll. Otherwise old enough; or, once a poll comes back empty (nothing more to read
-        for now), a fifth of that age, so the tail of a burst is not held back a whole interval while
-        inserts stay at a few per second when traffic is low."""
+        not once per poll. Otherwise old enough; or, once a poll comes back short (the consumer has
+        read what there is: a steady stream, or the tail of a burst), a fifth of that age, so rows wait
+        a fifth of the interval, not all of it, while inserts stay at a few per second; a backlog (full
+        polls) is drained in batches of the whole interval."""
         if not self.polled:
             return False
         if len(self.polled) >= self.config.batch_max_rows or self.polled.size >= self.config.batch_max_bytes:
