@@ -585,7 +585,7 @@ def grafana_export(
 @app.command()
 def bench(
     scenario: Annotated[str, typer.Option(
-        help="A scenario name, names separated by commas, sources, dimensions, soak, or all.")] = "all",
+        help="A scenario name, names separated by commas, sources, dimensions, soak, scale-out, or all.")] = "all",
     duration: Annotated[float, typer.Option(help="Seconds per scenario.")] = 60.0,
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown results go.")] = Path("bench/results"),
 ) -> None:
@@ -596,7 +596,7 @@ def bench(
     names = scenario_names(scenario)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, sources, dimensions, soak, "
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; known: all, sources, dimensions, soak, scale-out, "
                                  f"{', '.join(SCENARIOS)}")
     if not run(names, duration, out, console):
         raise typer.Exit(1)

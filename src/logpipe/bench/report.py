@@ -18,7 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from logpipe.bench.scenarios import DIMENSION_PAIRS, DIMENSIONS_GROUP, SCENARIOS, SOAK_SCENARIOS, SOURCES_GROUP
+from logpipe.bench.scenarios import (
+    DIMENSION_PAIRS,
+    DIMENSIONS_GROUP,
+    SCALE_OUT_GROUP,
+    SCENARIOS,
+    SOAK_SCENARIOS,
+    SOURCES_GROUP,
+)
 from logpipe.child_process import stop_with_parent
 from logpipe.memory import MALLOC_TUNABLES
 
@@ -206,7 +213,8 @@ def _inserted_ratio(result: dict[str, Any]) -> float | None:
 
 def scenario_names(requested: str) -> list[str]:
     """``all``, ``sources`` (the sources beside the NDJSON path), ``dimensions`` (with and without the
-    dimension tables), ``soak`` (`logpipe up` as users run it), or names separated by commas."""
+    dimension tables), ``soak`` (`logpipe up` as users run it), ``scale-out`` (processor workers and
+    gateways through Kafka), or names separated by commas."""
     if requested == "all":
         return list(SCENARIOS)
     if requested == "sources":
@@ -215,4 +223,6 @@ def scenario_names(requested: str) -> list[str]:
         return list(DIMENSIONS_GROUP)
     if requested == "soak":
         return list(SOAK_SCENARIOS)
+    if requested == "scale-out":
+        return list(SCALE_OUT_GROUP)
     return [name.strip() for name in requested.split(",")]

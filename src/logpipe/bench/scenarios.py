@@ -852,6 +852,76 @@ def drain_embedded(duration_s: float, events: int | None = None, dimensions: boo
             stop_local_broker(broker)
 
 
+def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Result:
+    """`logpipe process --workers N`, as users run it, draining topics of ``partitions`` partitions
+    pre-filled with 40,000 events per second of ``duration_s`` (at least 1,000,000): the group splits
+    the partitions among the workers, and the supervisor serves the embedded store they insert into.
+    Timed from the first rows in the store to the last, polling its row count through the API."""
+    import subprocess
+
+    import httpx
+
+    events = max(1_000_000, int(40_000 * duration_s))
+    bootstrap, broker = _broker()
+    process = None
+    try:
+        config, produced_per_s, ceiling = _in_fresh_process(_prefill_partitioned, bootstrap, events, partitions)
+        port = free_port()
+        env = {**os.environ, **TOKEN_ENV, "LOGPIPE_KAFKA_BOOTSTRAP": bootstrap,
+               "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix, "LOGPIPE_KAFKA_GROUP_ID": config.group_id,
+               "LOGPIPE_PROCESS_PORT": str(port),
+               "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-workers-")}
+        monitor = ResourceMonitor()
+        process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "process", "--workers", str(workers)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=stop_with_parent)
+        monitor.watch("logpipe process", process.pid)  # the supervisor, its store and its workers
+        sql = queries.in_database(queries.FACT_ROWS, "analytics")
+        deadline = time.monotonic() + max(duration_s, 300)
+        started, rows = None, 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=_headers()) as client:
+            while rows < events and time.monotonic() < deadline:
+                try:
+                    rows = int(client.post("/v1/query", json={"sql": sql}).json()["rows"][0][0])
+                except (httpx.HTTPError, KeyError, ValueError, IndexError):
+                    rows = 0
+                if rows and started is None:
+                    started = time.perf_counter()
+                    monitor.start()
+                    first = rows
+                time.sleep(0.2)
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+        result = Result(f"drain-workers-{workers}", elapsed, usage=monitor.stop() if started else None)
+        drained = rows - (first if started else 0)
+        result.stages = [Stage("inserted", drained)]
+        result.ceilings = {"inserted": ceiling}
+        result.notes.append(f"{workers} worker process(es) over {partitions} partitions a topic; {events:,} "
+                            f"events pre-filled at {produced_per_s:,.0f} ev/s; {rows:,} in the store at the end; "
+                            f"the bare librdkafka consumer read them at {ceiling:,.0f} ev/s")
+        return result
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(60)
+        if broker is not None:
+            stop_local_broker(broker)
+
+
+def _prefill_partitioned(bootstrap: str, events: int, partitions: int) -> tuple[Any, float, float]:
+    from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
+
+    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=f"bench{time.time_ns() % 10**9}.",
+                         group_id=f"bench-{time.time_ns()}", partitions=partitions)
+    ensure_topics(config)
+    producer = KafkaProducerTransport(config)
+    started = time.perf_counter()
+    for table in _batches(3, max(1, events // BATCH)):
+        producer.send(table).result(120)
+    produced_per_s = events / (time.perf_counter() - started)
+    producer.close()
+    return config, produced_per_s, _bare_consumer_rate(config, events)
+
+
 def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100_000) -> Result:
     """`logpipe spark` (local[2]) draining the same kind of pre-filled topic, in its own process.
 
@@ -952,6 +1022,8 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "embedded-max-no-dimensions": lambda d: embedded(d, None, "embedded-max-no-dimensions", dimensions=False),
     "drain-embedded-no-dimensions": lambda d: drain_embedded(d, dimensions=False, name="drain-embedded-no-dimensions"),
     "drain-spark": drain_spark,
+    "drain-workers-1": lambda d: drain_workers(d, 1),
+    "drain-workers-2": lambda d: drain_workers(d, 2),
     "file-tail": file_tail,
     # one Collector's defaults: batches of 8,192, 10 exporters sending at once (sending_queue.num_consumers)
     "otlp-ingest": lambda d: source_ingest(d, "otlp-ingest", "otlp", concurrency=5),
@@ -968,6 +1040,8 @@ SOURCES_GROUP = ("http-ingest", "file-tail", "otlp-ingest", "syslog-tcp")
 DIMENSIONS_GROUP = ("embedded-max", "embedded-max-no-dimensions", "drain-embedded", "drain-embedded-no-dimensions")
 # `logpipe up` as users run it (issue 24)
 SOAK_SCENARIOS = ("up-max", "up-100k", "up-200k")
+# the Kafka path's scale-out (issue 23): processor workers over 12 partitions, and two gateways
+SCALE_OUT_GROUP = ("drain-workers-1", "drain-workers-2", "kafka-max", "kafka-max-2-gateways")
 DIMENSION_PAIRS = (("embedded-max", "embedded-max-no-dimensions"), ("drain-embedded", "drain-embedded-no-dimensions"))
 
 

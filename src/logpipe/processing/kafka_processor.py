@@ -54,7 +54,7 @@ from logpipe.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 COMPONENT = "kafka_processor"
-POLL_MESSAGES = 20_000  # at most, per poll; a poll that brings fewer has read what there is
+POLL_MESSAGES = 20_000  # at most, per poll
 GROUP_MOVED_ON = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                             KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID,
                             KafkaError._STATE, KafkaError._ASSIGNMENT_LOST})
@@ -239,11 +239,15 @@ class KafkaProcessor:
                     self.opened_at = time.monotonic()
                 self.polled.add(good)
                 metrics.EVENTS_RECEIVED.labels(component=COMPONENT).inc(len(messages))
+                newest_age_s = None
                 if messages and messages[-1].error() is None:
                     kind, stamp_ms = messages[-1].timestamp()
                     if kind != TIMESTAMP_NOT_AVAILABLE:
-                        metrics.KAFKA_RECORD_AGE_SECONDS.observe(max(0.0, time.time() - stamp_ms / 1000))
-                if self._due(caught_up=len(messages) < POLL_MESSAGES):
+                        newest_age_s = max(0.0, time.time() - stamp_ms / 1000)
+                        metrics.KAFKA_RECORD_AGE_SECONDS.observe(newest_age_s)
+                # caught up: nothing more to read, or reading records as they are produced (a backlog's are older)
+                live = newest_age_s is not None and newest_age_s < self.config.flush_interval_s
+                if self._due(caught_up=not messages or live):
                     self.flush()
             self.flush()
             self._committer.drain()
@@ -260,10 +264,10 @@ class KafkaProcessor:
         """Full (rows or bytes); else, while the committer writes the last batch, never: this one grows
         meanwhile, so under load each insert takes what came during the one before and the store's
         fixed cost per insert (a part for the table and for each of its views) is paid once per write,
-        not once per poll. Otherwise old enough; or, once a poll comes back short (the consumer has
-        read what there is: a steady stream, or the tail of a burst), a fifth of that age, so rows wait
-        a fifth of the interval, not all of it, while inserts stay at a few per second; a backlog (full
-        polls) is drained in batches of the whole interval."""
+        not once per poll. Otherwise old enough; or, once caught up (a poll comes back empty, or its
+        newest record was produced less than an interval ago: a live stream, not a backlog), a fifth of
+        that age, so rows wait a fifth of the interval, not all of it, while inserts stay at a few per
+        second; a backlog is drained in batches of the whole interval."""
         if not self.polled:
             return False
         if len(self.polled) >= self.config.batch_max_rows or self.polled.size >= self.config.batch_max_bytes:

@@ -71,6 +71,7 @@ INGEST_AGAINST_BASELINE = (
 
 # logpipe bench: marker events posted and looked for, and the engine's merges.
 EVENT_COUNT_BY_ID = "SELECT count() FROM {db}.fact_log WHERE event_id = {id:String}"
+FACT_ROWS = "SELECT count() FROM {db}.fact_log"
 MARKERS_SEEN = "SELECT event_id FROM {db}.fact_log WHERE service = 'bench' AND event_id IN {ids:Array(String)}"
 MERGES_RUNNING = "SELECT count() FROM system.merges"
 ACTIVE_PARTS = "SELECT count() FROM system.parts WHERE database = {db:String} AND active"  # the soak scenarios
