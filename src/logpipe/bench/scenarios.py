@@ -336,13 +336,13 @@ def _delta(before: dict, after: dict, name: str, component: str) -> float:
     return after.get((name, component), 0.0) - before.get((name, component), 0.0)
 
 
-def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180) -> Any:
+def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180, args: tuple[str, ...] = ()) -> Any:
     import subprocess
 
     import httpx
 
     ports = {"LOGPIPE_OTLP_PORT": str(free_port()), "LOGPIPE_SYSLOG_PORT": str(free_port())}
-    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command],
+    process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command, *args],
                                env={**os.environ, **ports, **env, **TOKEN_ENV},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=stop_with_parent)
     deadline = time.monotonic() + timeout_s
@@ -439,6 +439,23 @@ class MarkerProbe:
         return [(sent, self.seen[m] - sent) for m, sent in self.sent.items() if m in self.seen]
 
 
+def _wait_for_workers(bases: list[str], timeout_s: float = 120) -> None:
+    """Until every processor worker serves its metrics."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    for base in bases:
+        while True:
+            try:
+                if httpx.get(f"{base}/metrics", timeout=2, headers=_headers()).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no processor worker at {base} within {timeout_s:.0f}s")
+            time.sleep(0.3)
+
+
 def _scrape_all(bases: list[str]) -> dict[tuple[str, str], float]:
     """The metrics of several processes, summed: the pipeline's stages, wherever they run."""
     values: dict[tuple[str, str], float] = {}
@@ -478,11 +495,11 @@ def _loaded(result: Result, monitor: ResourceMonitor, servers: list[Any], bases:
 
 
 def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concurrency: int = 8,
-              batch: int = 1000, rate: float = 0.0, gateways: int = 1) -> Result:
+              batch: int = 1000, rate: float = 0.0, gateways: int = 1, workers: int = 1) -> Result:
     """NDJSON batches of 1,000 from separate load processes against logpipe in processes of its own:
     `logpipe up` with the in-process channel (http-ingest); or, through a Kafka broker, the production
-    topology (kafka-*): ``gateways`` `logpipe gateway` processes producing, one `logpipe process`
-    consuming into the store it owns, as deploy/docker-compose.yml runs them; with bare librdkafka
+    topology (kafka-*): ``gateways`` `logpipe gateway` processes producing, `logpipe process --workers
+    N` consuming into the store it owns, as deploy/docker-compose.yml runs them; with bare librdkafka
     producer and consumer ceilings on the same broker. Load process i posts to gateway i mod
     ``gateways``."""
 
@@ -502,9 +519,12 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
             if broker is not None:
                 monitor.watch("broker (tansu)", broker.pid, pipeline=False)
             store_port = free_port()
-            servers.append(_serve("process", {**env, "LOGPIPE_PROCESS_PORT": str(store_port)}, store_port))
-            monitor.watch("logpipe process", servers[-1].pid)
+            servers.append(_serve("process", {**env, "LOGPIPE_PROCESS_PORT": str(store_port)}, store_port,
+                                  args=("--workers", str(workers))))
+            monitor.watch("logpipe process", servers[-1].pid, with_descendants=workers > 1)
             query_base = f"http://127.0.0.1:{store_port}"
+            # with workers, each serves its own metrics on the ports after the supervisor's
+            worker_bases = [f"http://127.0.0.1:{store_port + 1 + i}" for i in range(workers)] if workers > 1 else []
             ports = [free_port() for _ in range(gateways)]
             for i, port in enumerate(ports):
                 # each gateway a data directory of its own: only the processor opens the store
@@ -516,9 +536,11 @@ def http_load(duration_s: float, name: str, kafka: bool, clients: int = 2, concu
             ports = [free_port()]
             servers.append(_serve("up", {**env, "LOGPIPE_HTTP_PORT": str(ports[0])}, ports[0]))
             monitor.watch("logpipe up", servers[-1].pid)
-            query_base = None
+            query_base, worker_bases = None, []
         bases = [f"http://127.0.0.1:{port}" for port in ports]
-        before, after, outputs = _loaded(result, monitor, servers, bases + ([query_base] if query_base else []),
+        _wait_for_workers(worker_bases)
+        before, after, outputs = _loaded(result, monitor, servers,
+                                         bases + ([query_base] if query_base else []) + worker_bases,
                                          duration_s, [
             ["logpipe.bench.load", bases[seed % len(bases)], str(duration_s), str(batch), str(seed),
              str(concurrency), str(rate / clients)] for seed in range(clients)], query_base)
@@ -875,7 +897,7 @@ def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Resu
         process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "process", "--workers", str(workers)],
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    preexec_fn=stop_with_parent)
-        monitor.watch("logpipe process", process.pid)  # the supervisor, its store and its workers
+        monitor.watch("logpipe process", process.pid, with_descendants=True)  # the supervisor and its workers
         sql = queries.in_database(queries.FACT_ROWS, "analytics")
         deadline = time.monotonic() + max(duration_s, 300)
         started, rows = None, 0
@@ -1017,6 +1039,7 @@ SCENARIOS: dict[str, Callable[[float], Result]] = {
     "kafka-20k": lambda d: http_load(d, "kafka-20k", kafka=True, rate=20_000),
     "kafka-50k": lambda d: http_load(d, "kafka-50k", kafka=True, rate=50_000),
     "kafka-max-2-gateways": lambda d: http_load(d, "kafka-max-2-gateways", kafka=True, gateways=2),
+    "kafka-max-2-workers": lambda d: http_load(d, "kafka-max-2-workers", kafka=True, workers=2),
     "http-ingest": lambda d: http_load(d, "http-ingest", kafka=False),
     "drain-embedded": drain_embedded,
     "embedded-max-no-dimensions": lambda d: embedded(d, None, "embedded-max-no-dimensions", dimensions=False),
@@ -1041,7 +1064,7 @@ DIMENSIONS_GROUP = ("embedded-max", "embedded-max-no-dimensions", "drain-embedde
 # `logpipe up` as users run it (issue 24)
 SOAK_SCENARIOS = ("up-max", "up-100k", "up-200k")
 # the Kafka path's scale-out (issue 23): processor workers over 12 partitions, and two gateways
-SCALE_OUT_GROUP = ("drain-workers-1", "drain-workers-2", "kafka-max", "kafka-max-2-gateways")
+SCALE_OUT_GROUP = ("drain-workers-1", "drain-workers-2", "kafka-max", "kafka-max-2-gateways", "kafka-max-2-workers")
 DIMENSION_PAIRS = (("embedded-max", "embedded-max-no-dimensions"), ("drain-embedded", "drain-embedded-no-dimensions"))
 
 
