@@ -67,3 +67,18 @@ def test_a_logpipe_thread_that_chdb_renames_keeps_its_cpu():
     measured.set()
     thread.join()
     assert usage.cpu_s.get("committer", 0.0) >= 0.45  # the 0.5 s it spun under chdb's name, to the tick
+
+
+def test_a_process_watched_before_the_start_counts_only_from_the_start():
+    """A server watched as it starts and warms up: its start-up is not the scenario's CPU."""
+    monitor = ResourceMonitor(interval_s=0.05)
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nend = time.process_time() + 1.0\n"
+                              "while time.process_time() < end: pass\nprint('warm', flush=True)\n"
+                              "end = time.process_time() + 0.5\nwhile time.process_time() < end: pass"],
+                             stdout=subprocess.PIPE, text=True)
+    monitor.watch("a server", child.pid, pipeline=False)
+    assert child.stdout.readline() == "warm\n"
+    monitor.start()
+    child.wait(30)
+    usage = monitor.stop()
+    assert 0.3 <= usage.cpu_s["a server"] <= 0.75

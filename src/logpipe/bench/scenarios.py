@@ -735,12 +735,12 @@ def _broker() -> tuple[str, Any]:
     return start_local_broker()
 
 
-def _prefill(bootstrap: str, events: int) -> tuple[Any, float]:
+def _prefill(bootstrap: str, events: int, partitions: int = 3) -> tuple[Any, float]:
     """Topics of their own for this run, filled with ``events`` through logpipe's producer."""
     from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
 
     config = KafkaConfig(bootstrap=bootstrap, topic_prefix=f"bench{time.time_ns() % 10**9}.",
-                         group_id=f"bench-{time.time_ns()}")
+                         group_id=f"bench-{time.time_ns()}", partitions=partitions)
     ensure_topics(config)
     if events == 0:
         return config, 0.0
@@ -781,8 +781,8 @@ def _kafka_ceilings(bootstrap: str, events: int) -> dict[str, float]:
     return {"produced to Kafka": producer_rate, "consumed": _bare_consumer_rate(config, count)}
 
 
-def _prefill_and_measure_ceiling(bootstrap: str, events: int) -> tuple[Any, float, float]:
-    config, produced_per_s = _prefill(bootstrap, events)
+def _prefill_and_measure_ceiling(bootstrap: str, events: int, partitions: int = 3) -> tuple[Any, float, float]:
+    config, produced_per_s = _prefill(bootstrap, events, partitions)
     return config, produced_per_s, _bare_consumer_rate(config, events)
 
 
@@ -887,7 +887,8 @@ def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Resu
     bootstrap, broker = _broker()
     process = None
     try:
-        config, produced_per_s, ceiling = _in_fresh_process(_prefill_partitioned, bootstrap, events, partitions)
+        config, produced_per_s, ceiling = _in_fresh_process(_prefill_and_measure_ceiling, bootstrap, events,
+                                                             partitions)
         port = free_port()
         env = {**os.environ, **TOKEN_ENV, "LOGPIPE_KAFKA_BOOTSTRAP": bootstrap,
                "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix, "LOGPIPE_KAFKA_GROUP_ID": config.group_id,
@@ -927,21 +928,6 @@ def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Resu
             process.wait(60)
         if broker is not None:
             stop_local_broker(broker)
-
-
-def _prefill_partitioned(bootstrap: str, events: int, partitions: int) -> tuple[Any, float, float]:
-    from logpipe.transport.kafka import KafkaConfig, KafkaProducerTransport, ensure_topics
-
-    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=f"bench{time.time_ns() % 10**9}.",
-                         group_id=f"bench-{time.time_ns()}", partitions=partitions)
-    ensure_topics(config)
-    producer = KafkaProducerTransport(config)
-    started = time.perf_counter()
-    for table in _batches(3, max(1, events // BATCH)):
-        producer.send(table).result(120)
-    produced_per_s = events / (time.perf_counter() - started)
-    producer.close()
-    return config, produced_per_s, _bare_consumer_rate(config, events)
 
 
 def drain_spark(duration_s: float, events: int = 600_000, per_trigger: int = 100_000) -> Result:

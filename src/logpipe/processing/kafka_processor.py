@@ -9,10 +9,11 @@ Delivery: facts effectively once, dead letters at least once.
 - Auto-commit is off; offsets are committed only after the partition's rows are in ClickHouse.
 - A batch holds contiguous offsets of each partition it covers and is inserted with a token naming
   those ``topic:partition:first-last`` ranges, so a retried insert is a no-op.
-- A sealed batch is written on a committer thread while the consumer thread reads and normalizes
-  the next one; the consumer thread commits the offsets of written batches, strictly in order. At
-  most one sealed batch waits, and a revoke or stop first waits for every sealed batch to be
-  written and its offsets committed.
+- A sealed batch is normalized and written on a committer thread while the consumer thread reads
+  the next one; the consumer thread commits the offsets of written batches, strictly in order. While
+  a batch is written the next one grows (until full), so under load each insert takes what came
+  during the one before. At most one sealed batch waits, and a revoke or stop first waits for every
+  sealed batch to be written and its offsets committed.
 - Batch boundaries after a crash need not match the ones before it, so on assignment each
   partition is positioned past the highest offset already in ``fact_log`` for it: rows inserted
   but not committed before a crash are not read again.
