@@ -336,25 +336,32 @@ def _delta(before: dict, after: dict, name: str, component: str) -> float:
     return after.get((name, component), 0.0) - before.get((name, component), 0.0)
 
 
+def _answers(url: str, deadline: float, process: Any = None) -> bool:
+    """Whether ``url`` answers 200 before ``deadline`` (monotonic), asked every 0.3 s; an error if
+    ``process`` exits first."""
+    import httpx
+
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"logpipe {' '.join(process.args[3:])} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2, headers=_headers()).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def _serve(command: str, env: dict[str, str], port: int, timeout_s: float = 180, args: tuple[str, ...] = ()) -> Any:
     import subprocess
-
-    import httpx
 
     ports = {"LOGPIPE_OTLP_PORT": str(free_port()), "LOGPIPE_SYSLOG_PORT": str(free_port())}
     process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", command, *args],
                                env={**os.environ, **ports, **env, **TOKEN_ENV},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=stop_with_parent)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"logpipe {command} exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2, headers=_headers()).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    if _answers(f"http://127.0.0.1:{port}/healthz", time.monotonic() + timeout_s, process):
+        return process
     process.kill()
     raise RuntimeError(f"logpipe {command} did not become healthy in {timeout_s:.0f}s")
 
@@ -441,19 +448,10 @@ class MarkerProbe:
 
 def _wait_for_workers(bases: list[str], timeout_s: float = 120) -> None:
     """Until every processor worker serves its metrics."""
-    import httpx
-
     deadline = time.monotonic() + timeout_s
     for base in bases:
-        while True:
-            try:
-                if httpx.get(f"{base}/metrics", timeout=2, headers=_headers()).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no processor worker at {base} within {timeout_s:.0f}s")
-            time.sleep(0.3)
+        if not _answers(f"{base}/metrics", deadline):
+            raise RuntimeError(f"no processor worker at {base} within {timeout_s:.0f}s")
 
 
 def _scrape_all(bases: list[str]) -> dict[tuple[str, str], float]:
@@ -879,8 +877,6 @@ def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Resu
     pre-filled with 40,000 events per second of ``duration_s`` (at least 1,000,000): the group splits
     the partitions among the workers, and the supervisor serves the embedded store they insert into.
     Timed from the first rows in the store to the last, polling its row count through the API."""
-    import subprocess
-
     import httpx
 
     events = max(1_000_000, int(40_000 * duration_s))
@@ -890,33 +886,28 @@ def drain_workers(duration_s: float, workers: int, partitions: int = 12) -> Resu
         config, produced_per_s, ceiling = _in_fresh_process(_prefill_and_measure_ceiling, bootstrap, events,
                                                              partitions)
         port = free_port()
-        env = {**os.environ, **TOKEN_ENV, "LOGPIPE_KAFKA_BOOTSTRAP": bootstrap,
-               "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix, "LOGPIPE_KAFKA_GROUP_ID": config.group_id,
-               "LOGPIPE_PROCESS_PORT": str(port),
+        env = {"LOGPIPE_KAFKA_BOOTSTRAP": bootstrap, "LOGPIPE_KAFKA_TOPIC_PREFIX": config.topic_prefix,
+               "LOGPIPE_KAFKA_GROUP_ID": config.group_id, "LOGPIPE_PROCESS_PORT": str(port),
                "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix="logpipe-bench-workers-")}
+        process = _serve("process", env, port, args=("--workers", str(workers)))
         monitor = ResourceMonitor()
-        process = subprocess.Popen([sys.executable, "-m", "logpipe.cli", "process", "--workers", str(workers)],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   preexec_fn=stop_with_parent)
         monitor.watch("logpipe process", process.pid, with_descendants=True)  # the supervisor and its workers
         sql = queries.in_database(queries.FACT_ROWS, "analytics")
         deadline = time.monotonic() + max(duration_s, 300)
-        started, rows = None, 0
+        started, first_rows, rows = 0.0, None, 0
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=_headers()) as client:
             while rows < events and time.monotonic() < deadline:
                 try:
                     rows = int(client.post("/v1/query", json={"sql": sql}).json()["rows"][0][0])
                 except (httpx.HTTPError, KeyError, ValueError, IndexError):
                     rows = 0
-                if rows and started is None:
-                    started = time.perf_counter()
+                if rows and first_rows is None:
+                    started, first_rows = time.perf_counter(), rows
                     monitor.start()
-                    first = rows
                 time.sleep(0.2)
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-        result = Result(f"drain-workers-{workers}", elapsed, usage=monitor.stop() if started else None)
-        drained = rows - (first if started else 0)
-        result.stages = [Stage("inserted", drained)]
+        elapsed = time.perf_counter() - started if first_rows is not None else 0.0
+        result = Result(f"drain-workers-{workers}", elapsed, usage=monitor.stop() if first_rows is not None else None)
+        result.stages = [Stage("inserted", rows - (first_rows or 0))]
         result.ceilings = {"inserted": ceiling}
         result.notes.append(f"{workers} worker process(es) over {partitions} partitions a topic; {events:,} "
                             f"events pre-filled at {produced_per_s:,.0f} ev/s; {rows:,} in the store at the end; "

@@ -220,7 +220,8 @@ class KafkaProducerTransport:
             done.set_result(0)
             return done
         delivered = _Delivery(self, done, len(values), self.generation).delivered
-        produce = self.producer.produce
+        producer = self.producer  # one producer for the whole batch, even if it is replaced meanwhile
+        produce = producer.produce
         for i, value in enumerate(values):
             while True:
                 try:
@@ -232,7 +233,7 @@ class KafkaProducerTransport:
                 except BufferError:
                     if self._stop.is_set():
                         raise
-                    self.producer.poll(0.05)
+                    producer.poll(0.05)  # the queue that is full is this producer's
         return done
 
     def flush(self, timeout_s: float = 30.0) -> int:
