@@ -316,7 +316,9 @@ class Pipeline:
                 settings.kafka_config(), self.store if run_processor else None, settings.processor())
         else:
             self.engine = EmbeddedEngine(self.store, settings.processor())
-        self.simulator = SimulatorRunner(settings.simulator(), self.engine.emit)
+        # two batches fit the queue: one waits while the processor takes the other
+        self.simulator = SimulatorRunner(settings.simulator(), self.engine.emit,
+                                         max_batch=settings.processor().queue_max_events // 2)
         self.recent_keys = RecentKeys(settings.idempotency_keep_s)
         self.watchdog = None
         self.dimensions: DimensionSync | None = None

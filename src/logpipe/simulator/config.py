@@ -10,4 +10,4 @@ class SimulatorConfig:
     speed: float = 1.0  # simulated seconds per wall second
     diurnal: bool = True
     running: bool = True
-    tick_s: float = 0.1  # one batch per tick
+    tick_s: float = 0.1  # a tick's events go out as one batch, or several when the engine's queue holds fewer

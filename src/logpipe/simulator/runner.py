@@ -1,4 +1,4 @@
-"""The live simulator: a thread that emits a batch per tick at the target rate on a simulated clock."""
+"""The live simulator: a thread that emits each tick's events at the target rate on a simulated clock."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from logpipe.simulator.incidents import Incident, IncidentRequest, IncidentType
 from logpipe.simulator.model import diurnal_factor
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 200_000
+MAX_TICK_EVENTS = 200_000  # generated per tick at most: past it the pipeline is behind and the excess is not owed
 
 
 class Scenario(StrEnum):
@@ -49,9 +49,13 @@ class SimClock:
 
 
 class SimulatorRunner:
-    """Calls ``emit(table)`` with each batch; ``emit`` blocks when the pipeline is full (backpressure)."""
+    """Calls ``emit(table)`` with each batch; ``emit`` blocks when the pipeline is full (backpressure).
 
-    def __init__(self, config: SimulatorConfig, emit: Callable[[pa.Table], None]):
+    A tick's events go out in batches of at most ``max_batch``: an engine passes what its queue holds,
+    so that a batch never takes more room than the queue's bound (a larger one would be admitted only
+    into an empty queue, and every stage after it would hold that much more memory)."""
+
+    def __init__(self, config: SimulatorConfig, emit: Callable[[pa.Table], None], max_batch: int = MAX_TICK_EVENTS):
         seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**31))
         self.config = config
         self.seed = seed
@@ -60,6 +64,7 @@ class SimulatorRunner:
         self.clock = SimClock.starting_now(config.speed)
         self.scenario = Scenario.DIURNAL if config.diurnal else Scenario.STEADY
         self.emit = emit
+        self.max_batch = max(1, min(max_batch, MAX_TICK_EVENTS))
         self.generated = 0
         self._chaos_rng = np.random.default_rng(seed + 1)
         self._next_chaos_s = 0.0
@@ -154,21 +159,32 @@ class SimulatorRunner:
             with self._lock:
                 self._maybe_chaos(sim_now)
                 wanted = self.target_rate(sim_now) * (started - last_wall) + carry
-                n = min(int(wanted), MAX_BATCH)
-                carry = wanted - int(wanted) if n < MAX_BATCH else 0.0
-                table = self.generator.generate(n, last_sim, sim_now) if n > 0 else None
+                n = min(int(wanted), MAX_TICK_EVENTS)
+                carry = wanted - int(wanted) if n < MAX_TICK_EVENTS else 0.0
+            try:
+                window_count += self._emit_tick(n, last_sim, sim_now)
+            except Exception as exc:  # the pipeline is shutting down
+                log.info("simulator stopped emitting: %s", exc)
+                break
             last_wall, last_sim = started, sim_now
-            if table is not None:
-                try:
-                    self.emit(table)
-                except Exception as exc:  # the pipeline is shutting down
-                    log.info("simulator stopped emitting: %s", exc)
-                    break
-                self.generated += table.num_rows
-                window_count += table.num_rows
-                metrics.EVENTS_SENT.labels(component="simulator").inc(table.num_rows)
             now = time.monotonic()
             if now - window_start >= 2.0:
                 self.rate_recent = window_count / (now - window_start)
                 window_start, window_count = now, 0
             self._stop.wait(max(0.0, tick - (now - started)))
+
+    def _emit_tick(self, n: int, sim_from: float, sim_to: float) -> int:
+        """The tick's ``n`` events in batches of at most ``max_batch``, each over its share of the
+        tick's simulated time; returns how many went out."""
+        batches, sent = -(-n // self.max_batch), 0
+        for i in range(batches):
+            count = n * (i + 1) // batches - n * i // batches
+            span_from = sim_from + (sim_to - sim_from) * i / batches
+            span_to = sim_from + (sim_to - sim_from) * (i + 1) / batches
+            with self._lock:
+                table = self.generator.generate(count, span_from, span_to)
+            self.emit(table)
+            sent += table.num_rows
+            self.generated += table.num_rows
+            metrics.EVENTS_SENT.labels(component="simulator").inc(table.num_rows)
+        return sent
