@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # the processor's defaults are ProcessorConfig's, so the library and the command cannot disagree
     batch_max_rows: int = Field(ProcessorConfig.batch_max_rows, ge=1,
                                 description="Flush to ClickHouse when a batch reaches this many rows.")
+    insert_max_bytes: int = Field(ProcessorConfig.insert_max_bytes, ge=1 << 20, description=(
+        "Flush to ClickHouse when a batch's normalized rows reach this many bytes (Arrow), whatever their count."))
     flush_interval_s: float = Field(ProcessorConfig.flush_interval_s, gt=0,
                                     description="Flush a batch at the latest when it is this old.")
     queue_max_events: int = Field(ProcessorConfig.queue_max_events, ge=1000,
@@ -232,7 +234,8 @@ class Settings(BaseSettings):
                                diurnal=self.sim_diurnal, running=self.sim_enabled)
 
     def processor(self) -> ProcessorConfig:
-        return ProcessorConfig(batch_max_rows=self.batch_max_rows, flush_interval_s=self.flush_interval_s,
+        return ProcessorConfig(batch_max_rows=self.batch_max_rows, insert_max_bytes=self.insert_max_bytes,
+                               flush_interval_s=self.flush_interval_s,
                                queue_max_events=self.queue_max_events, queue_max_bytes=self.queue_max_bytes,
                                max_event_bytes=self.max_event_bytes, max_future_s=self.max_future_s,
                                retention_days=self.retention_days)

@@ -137,3 +137,35 @@ def test_a_committer_thread_keeps_its_name_after_inserting(store):
     committer.close()
     committer.join(10)
     assert name == "lp:test-committ"
+
+
+def test_a_batch_is_inserted_once_its_rows_reach_the_byte_bound(store_dir):
+    """Rows of wide events are bounded by their bytes, not only by their count: with the row bound and
+    the flush interval far away, the batch goes to ClickHouse as soon as its normalized rows reach
+    ``insert_max_bytes``, holding exactly the envelopes taken until then."""
+    settings = Settings(data_dir=store_dir, clickhouse_database=f"co_{uuid.uuid4().hex[:8]}", sim_enabled=False,
+                        otlp_enabled=False, syslog_enabled=False, batch_max_rows=10_000_000,
+                        flush_interval_s=3600, insert_max_bytes=1 << 20)
+    pipeline = Pipeline(settings)
+    pipeline.start()
+    try:
+        generator, now = TrafficGenerator(seed=7), time.time()
+        tables = [generator.generate(1500, now - 1, now) for _ in range(12)]
+        payloads = [encode_ndjson(table) for table in tables]
+        sizes = [normalize_ndjson(p, Provenance("simulator")).facts.nbytes for p in payloads]
+        reached = next(i for i in range(len(sizes)) if sum(sizes[:i + 1]) >= settings.insert_max_bytes) + 1
+        assert 1 < reached < len(payloads)
+        # one envelope past the bound: it opens the next batch
+        for payload, table in zip(payloads[:reached + 1], tables, strict=False):
+            pipeline.engine.channel.put(Envelope(payload, table.num_rows, Provenance("simulator")))
+            deadline = time.monotonic() + 30
+            while not pipeline.engine.channel.empty() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while _count(pipeline, "fact_log") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # nothing more may follow: the next batch is below the bound
+        assert _count(pipeline, "fact_log") == sum(table.num_rows for table in tables[:reached])
+        assert pipeline.processor.pending.rows == tables[reached].num_rows
+    finally:
+        pipeline.stop()

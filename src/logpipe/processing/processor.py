@@ -62,6 +62,7 @@ class PendingBatch:
     dead_letters: list[pa.Table] = field(default_factory=list)
     normalized: list[_Normalized] = field(default_factory=list)
     rows: int = 0
+    bytes: int = 0
     opened_at: float = 0.0
     token: str | None = None  # an idempotent request's own token; None: the processor names the batch
 
@@ -74,6 +75,7 @@ class PendingBatch:
             self.dead_letters.append(dead)
         self.normalized.append(normalized)
         self.rows += facts.num_rows
+        self.bytes += facts.nbytes + dead.nbytes
 
     @property
     def empty(self) -> bool:
@@ -222,7 +224,7 @@ class Processor:
         batch = self.pending
         if batch.empty:
             return False
-        if batch.rows >= self.config.batch_max_rows:
+        if batch.rows >= self.config.batch_max_rows or batch.bytes >= self.config.insert_max_bytes:
             return True
         if time.monotonic() - batch.opened_at >= self.config.flush_interval_s:
             return True
