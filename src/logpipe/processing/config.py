@@ -16,8 +16,9 @@ class ProcessorConfig:
     queue_max_bytes: int = 64 << 20
     batch_max_bytes: int = 64 << 20  # payload bytes normalized in one call (memory: a few times this)
     # Arrow bytes of normalized rows in one insert: the engine's insert and its views take a few times
-    # this; 100,000 simulator rows are about 18 MB, syslog and access-log rows (attributes) 45% more
-    insert_max_bytes: int = 16 << 20
+    # this; 100,000 simulator rows are about 18 MB (a batch of them is cut by rows), syslog and access-log
+    # rows (attributes) about 45% more
+    insert_max_bytes: int = 20 << 20
     max_event_bytes: int = 1 << 20
     max_future_s: float = 300.0
     retention_days: int = 30
