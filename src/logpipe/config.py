@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(ProcessorConfig.batch_max_rows, ge=1,
                                 description="Flush to ClickHouse when a batch reaches this many rows.")
     insert_max_bytes: int = Field(ProcessorConfig.insert_max_bytes, ge=1 << 20, description=(
-        "Flush to ClickHouse when a batch's normalized rows reach this many bytes (Arrow), whatever their count."))
+        "Flush to ClickHouse when a batch's normalized rows reach this many bytes (Arrow), whatever their count; "
+        "the embedded processor's bound (the Kafka processor bounds a polled batch by its messages' bytes)."))
     flush_interval_s: float = Field(ProcessorConfig.flush_interval_s, gt=0,
                                     description="Flush a batch at the latest when it is this old.")
     queue_max_events: int = Field(ProcessorConfig.queue_max_events, ge=1000,
