@@ -24,6 +24,7 @@ from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.job import spark_session, start_query
 from logpipe.processing.spark.listener import ProgressListener
+from logpipe.processing.spark.source import OffsetRange, read_ranges
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
@@ -104,6 +105,36 @@ def _drain_with_the_kafka_processor(config, store: Store) -> None:
     finally:
         embedded.stop()
         thread.join(60)
+
+
+def test_the_python_source_reads_each_range_exactly_with_its_keys_headers_and_timestamps(kafka_broker):
+    """Ranges that end inside their partitions, over two topics: each message of a range once, in
+    order, with its fields, and none of the messages after a range's end."""
+    from confluent_kafka import Producer
+
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    auth, order = f"{config.topic_prefix}auth", f"{config.topic_prefix}order"
+    producer = Producer({"bootstrap.servers": kafka_broker})
+    for topic in (auth, order):
+        for partition in range(2):
+            for i in range(300):
+                producer.produce(topic, value=f"{topic}/{partition}/{i}".encode(), key=f"k{i}".encode(),
+                                 partition=partition, timestamp=1_700_000_000_000 + i,
+                                 headers=[("logpipe-sender", b"svc")] if i % 2 else None)
+    producer.flush(30)
+    ranges = (OffsetRange(auth, 0, 10, 250), OffsetRange(order, 1, 0, 300), OffsetRange(auth, 1, 299, 300),
+              OffsetRange(order, 0, 100, 101))
+    rows = [row for batch in read_ranges({"bootstrap.servers": kafka_broker}, ranges)
+            for row in batch.to_pylist()]
+    expected = [(r.topic, r.partition, i) for r in ranges for i in range(r.start, r.end)]
+    assert [(row["topic"], row["partition"], row["offset"]) for row in rows] == expected
+    for row in rows:
+        i = row["offset"]
+        assert row["value"] == f"{row['topic']}/{row['partition']}/{i}".encode() and row["key"] == f"k{i}".encode()
+        assert row["timestamp"] == datetime.fromtimestamp(1_700_000_000 + i / 1000, UTC)
+        assert row["timestampType"] == 0  # create time, as Spark's Kafka source says
+        assert row["headers"] == ([{"key": "logpipe-sender", "value": b"svc"}] if i % 2 else None)
 
 
 def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store,

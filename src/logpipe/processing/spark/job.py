@@ -80,6 +80,8 @@ def kafka_stream(spark, kafka: KafkaConfig, config: SparkConfig, source: str):
         options["maxOffsetsPerTrigger"] = str(config.max_offsets_per_trigger)
     if source == "python":
         options["excludePattern"] = dlq_topic(kafka.topic_prefix)
+        # a task per core: each starts a consumer, so more tasks than cores only queue up more start-ups
+        options["readTasks"] = str(spark.sparkContext.defaultParallelism)
     return reader.options(**options).load()
 
 
