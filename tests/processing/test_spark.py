@@ -24,7 +24,7 @@ from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.processing.spark.config import SparkConfig
 from logpipe.processing.spark.job import spark_session, start_query
 from logpipe.processing.spark.listener import ProgressListener
-from logpipe.processing.spark.source import OffsetRange, read_ranges
+from logpipe.processing.spark.source import KafkaStreamReader, OffsetRange, read_ranges
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
@@ -135,6 +135,27 @@ def test_the_python_source_reads_each_range_exactly_with_its_keys_headers_and_ti
         assert row["timestamp"] == datetime.fromtimestamp(1_700_000_000 + i / 1000, UTC)
         assert row["timestampType"] == 0  # create time, as Spark's Kafka source says
         assert row["headers"] == ([{"key": "logpipe-sender", "value": b"svc"}] if i % 2 else None)
+
+
+def test_the_planned_end_of_each_partition_follows_every_append(kafka_broker):
+    """The planner's end offsets are exact after each append (the broker reports the newest record
+    batch's base offset; the real end is probed, and kept only while that report stands still)."""
+    from confluent_kafka import Producer
+
+    config, _ = kafka_test_config(kafka_broker)
+    ensure_topics(config)
+    topic = f"{config.topic_prefix}auth"
+    reader = KafkaStreamReader({"kafka.bootstrap.servers": kafka_broker, "subscribePattern": f"{topic}"})
+    producer = Producer({"bootstrap.servers": kafka_broker, "linger.ms": 50})
+    sent = 0
+    for count in (500, 0, 1, 700, 0):
+        for i in range(count):
+            producer.produce(topic, value=b"x", partition=0)
+        producer.flush(30)
+        sent += count
+        for _ in range(2):  # the second call answers from what the first one probed
+            assert reader.latestOffset(reader.initialOffset(), None)[topic]["0"] == sent
+    reader.stop()
 
 
 def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store,

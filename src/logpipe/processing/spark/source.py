@@ -73,6 +73,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         self._consumer = None
         self._latest: Offsets | None = None
         self._last_end: Offsets | None = None
+        self._confirmed: dict[tuple[str, str], tuple[int, int]] = {}  # (topic, partition): (reported, real end)
 
     # driver side ---------------------------------------------------------------------------------
     def _metadata_consumer(self):
@@ -98,17 +99,24 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def _confirm_ends(self, marks: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, tuple[int, int]]]:
         """Read each partition from its last offset to its end: some Kafka-protocol brokers (tansu)
-        report the base offset of the newest record batch, not the offset after its last record."""
+        report the base offset of the newest record batch, not the offset after its last record. A
+        partition whose reported end has not moved since the last probe has the same newest batch,
+        so the end found then still holds and is not read again."""
         from confluent_kafka import KafkaError, TopicPartition
 
         probe = [TopicPartition(t, int(p), high - 1) for t, parts in marks.items()
-                 for p, (low, high) in parts.items() if high > low]
+                 for p, (low, high) in parts.items()
+                 if high > low and self._confirmed.get((t, p), (None,))[0] != high]
+        for (topic, partition), (reported, real) in self._confirmed.items():
+            if marks.get(topic, {}).get(partition, (0, None))[1] == reported:
+                marks[topic][partition] = (marks[topic][partition][0], real)
         if not probe:
             return marks
+        reported = {(tp.topic, str(tp.partition)): tp.offset + 1 for tp in probe}
         consumer = self._metadata_consumer()
         try:
             consumer.assign(probe)
-            pending = {(tp.topic, str(tp.partition)) for tp in probe}
+            pending = set(reported)
             deadline = time.monotonic() + 10
             while pending and time.monotonic() < deadline:
                 for message in consumer.consume(num_messages=10_000, timeout=0.05):
@@ -116,6 +124,8 @@ class KafkaStreamReader(DataSourceStreamReader):
                     error = message.error()
                     if error is not None and error.code() == KafkaError._PARTITION_EOF:
                         pending.discard(key)
+                        low, high = marks[key[0]][key[1]]
+                        self._confirmed[key] = (reported[key], high)
                     elif error is None:
                         low, high = marks[key[0]][key[1]]
                         marks[key[0]][key[1]] = (low, max(high, message.offset() + 1))
