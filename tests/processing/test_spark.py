@@ -14,17 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from logpipe.child_process import stop_with_parent
+from logpipe.codec.ndjson import encode_ndjson
 from logpipe.events import Provenance
 from logpipe.processing.config import ProcessorConfig
 from logpipe.processing.kafka_processor import KafkaProcessor
 from logpipe.processing.sinks import dead_letter_sink, fact_sink
 from logpipe.processing.spark.config import SparkConfig
-from logpipe.processing.spark.job import spark_session, start_query
+from logpipe.processing.spark.job import ForeachBatchSink, spark_session, start_query
 from logpipe.processing.spark.listener import ProgressListener
-from logpipe.processing.spark.source import KafkaStreamReader, OffsetRange, read_ranges
+from logpipe.processing.spark.source import ARROW_SCHEMA, KafkaStreamReader, OffsetRange, read_ranges
+from logpipe.simulator.generator import TrafficGenerator
 from logpipe.transport.kafka import KafkaProducerTransport, ensure_topics
 from logpipe.warehouse.config import WarehouseConfig
 from logpipe.warehouse.store import Store
@@ -149,13 +152,56 @@ def test_the_planned_end_of_each_partition_follows_every_append(kafka_broker):
     producer = Producer({"bootstrap.servers": kafka_broker, "linger.ms": 50})
     sent = 0
     for count in (500, 0, 1, 700, 0):
-        for i in range(count):
+        for _ in range(count):
             producer.produce(topic, value=b"x", partition=0)
         producer.flush(30)
         sent += count
         for _ in range(2):  # the second call answers from what the first one probed
             assert reader.latestOffset(reader.initialOffset(), None)[topic]["0"] == sent
     reader.stop()
+
+
+class _DriverKilledAtChunk(ForeachBatchSink):
+    """A sink whose driver dies as it writes one chunk: what a replay finds after a crash mid-batch."""
+
+    def __init__(self, store: Store, chunk: int, **kwargs):
+        super().__init__(store, **kwargs)
+        self.chunk = chunk
+
+    def _write(self, facts, dead, token, give_up_at):
+        if token.endswith(f":{self.chunk}"):
+            raise RuntimeError("driver killed")
+        super()._write(facts, dead, token, give_up_at)
+
+
+def test_a_micro_batch_cut_short_in_its_chunks_and_replayed_in_another_order_is_stored_once(spark, store):
+    """The sink cuts a micro-batch into chunks in offset order and writes one while it normalizes the
+    next. A crash part way leaves the chunks before it stored and none after; Spark's replay of the
+    batch, its rows in another order, makes the same chunks under the same tokens, so every row is
+    stored once."""
+    now = time.time()
+    lines = encode_ndjson(TrafficGenerator(seed=5, id_prefix="chunks-").generate(2_600, now - 5, now)).splitlines()
+    count = len(lines)
+    raw = pa.table({"key": [None] * count, "value": lines, "topic": ["logs.auth"] * count,
+                    "partition": [i % 3 for i in range(count)], "offset": [i // 3 for i in range(count)],
+                    "timestamp": [None] * count, "timestampType": [0] * count, "headers": [None] * count},
+                   schema=ARROW_SCHEMA)
+
+    def stored() -> tuple[int, int]:
+        return _in(store, "SELECT count(), uniqExact(partition, offset) FROM {db}.fact_log")[0]
+
+    crashing = _DriverKilledAtChunk(store, 3, chunk_rows=500)
+    crashing.bind("chunk-test")
+    with pytest.raises(RuntimeError, match="driver killed"):
+        crashing(spark.createDataFrame(raw), 7)
+    assert count > 5 * 500 and stored() == (1_500, 1_500)  # chunks 0-2, nothing after the one that failed
+
+    replay = ForeachBatchSink(store, chunk_rows=500)
+    replay.bind("chunk-test")
+    replay(spark.createDataFrame(raw.take(list(range(count - 1, -1, -1)))), 7)
+    assert stored() == (count, count)
+    replay(spark.createDataFrame(raw), 7)
+    assert stored() == (count, count)
 
 
 def test_all_three_engines_give_the_same_rows_and_dead_letters_for_the_golden_corpus(spark, kafka_broker, store,

@@ -38,6 +38,7 @@ TARGETS = {  # the targets on a 2-core machine (issue 8), judged in the report
     "kafka-50k": [("inserted_per_s", ">=", 47_500), ("freshness_p99_s", "<=", 1.0)],
     "http-ingest": [("inserted_per_s", ">=", 100_000)],
     "drain-embedded": [("ratio_of_ceiling", ">=", 0.9)],
+    "drain-spark": [("inserted_per_s", ">=", 100_000)],
     # the sources (issue 20)
     "file-tail": [("inserted_per_s", ">=", 300_000)],
     "otlp-ingest": [("inserted_per_s", ">=", 100_000)],

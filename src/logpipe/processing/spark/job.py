@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pyarrow as pa
@@ -97,9 +98,16 @@ def _headers(raw: pa.Table) -> list[list[tuple[str, bytes]] | None] | None:
 def normalize_batch(raw: pa.Table, rules: Rules = Rules()) -> tuple[pa.Table, pa.Table]:
     """A micro-batch of Kafka rows to (facts, dead letters), in topic-partition-offset order so that
     a replayed batch gives the same rows in the same order."""
+    return _normalize_sorted(_in_offset_order(raw), rules)
+
+
+def _in_offset_order(raw: pa.Table) -> pa.Table:
+    return raw.sort_by([("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")])
+
+
+def _normalize_sorted(raw: pa.Table, rules: Rules) -> tuple[pa.Table, pa.Table]:
     if raw.num_rows == 0:
         return FACT_SCHEMA.empty_table(), DEAD_LETTER_SCHEMA.empty_table()
-    raw = raw.sort_by([("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")])
     senders, sources, refusals = named_by_headers(_headers(raw))
     normalized = normalize_messages(raw.column("topic").combine_chunks(), raw.column("partition").to_numpy(),
                                     raw.column("offset").to_numpy(), raw.column("value").combine_chunks(),
@@ -110,10 +118,15 @@ def normalize_batch(raw: pa.Table, rules: Rules = Rules()) -> tuple[pa.Table, pa
 class ForeachBatchSink:
     """foreachBatch: Kafka rows -> normalized -> written by the contract, in chunks whose tokens survive a
     replay. Executors read Kafka in parallel; the driver normalizes (the same ``normalize_messages`` as
-    the Python engines) and writes. A write still failing after ``give_up_s`` fails the query, which
-    its restart replays from the checkpoint."""
+    the Python engines) and writes. The micro-batch is cut, in offset order, into chunks of
+    ``chunk_rows`` Kafka rows (the same chunks on a replay, so the same tokens), and one chunk is
+    written on a writer thread while the next is normalized: the store's insert runs outside the
+    interpreter lock, so normalizing and inserting share the cores that the executors leave idle
+    while the driver works. Chunks are written in order, one at a time, and the call returns (Spark's
+    acknowledgement) only once every chunk is stored. A write still failing after ``give_up_s`` fails
+    the query, which its restart replays from the checkpoint."""
 
-    def __init__(self, store: Warehouse, rules: Rules = Rules(), chunk_rows: int = 500_000,
+    def __init__(self, store: Warehouse, rules: Rules = Rules(), chunk_rows: int = 100_000,
                  policy: RetryPolicy = RetryPolicy(), give_up_s: float = 300.0):
         self.store = store
         self.rules = rules
@@ -123,6 +136,7 @@ class ForeachBatchSink:
         self.sinks = Sinks(fact_sink(store), [dead_letter_sink(store)])
         self.query_id: str | None = None
         self._query_known = threading.Event()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logpipe-spark-writer")
 
     def bind(self, query_id: str) -> None:
         self.query_id = query_id
@@ -130,15 +144,26 @@ class ForeachBatchSink:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         self._query_known.wait(120)  # start() returns the id; the first batch may run before that
-        raw = batch_df.select("topic", "partition", "offset", "value", "headers").toArrow()
-        facts, dead = normalize_batch(raw, self.rules)
+        raw = _in_offset_order(batch_df.select("topic", "partition", "offset", "value", "headers").toArrow())
         give_up_at = time.monotonic() + self.give_up_s
-        chunks = max(1, -(-facts.num_rows // self.chunk_rows))
-        for chunk in range(chunks):
-            part = facts.slice(chunk * self.chunk_rows, self.chunk_rows)
-            write_batch(part, dead if chunk == 0 else DEAD_LETTER_SCHEMA.empty_table(),
-                        f"{self.query_id}:{batch_id}:{chunk}", self.sinks, self.policy, give_up_at)
-            record_freshness(part)
+        writing: Future | None = None
+        try:
+            for chunk, start in enumerate(range(0, raw.num_rows, self.chunk_rows)):
+                facts, dead = _normalize_sorted(raw.slice(start, self.chunk_rows), self.rules)
+                if writing is not None:
+                    writing.result()  # the chunk before is stored before this one is written
+                writing = self._writer.submit(self._write, facts, dead, f"{self.query_id}:{batch_id}:{chunk}",
+                                              give_up_at)
+            if writing is not None:
+                writing.result()
+        except BaseException:
+            if writing is not None:
+                wait([writing])  # nothing of this batch is written once the call has returned
+            raise
+
+    def _write(self, facts: pa.Table, dead: pa.Table, token: str, give_up_at: float) -> None:
+        write_batch(facts, dead, token, self.sinks, self.policy, give_up_at)
+        record_freshness(facts)
 
 
 def start_query(spark, store: Warehouse, kafka: KafkaConfig, config: SparkConfig, source: str = "auto",
