@@ -153,6 +153,9 @@ class Settings(BaseSettings):
         "Most Kafka offsets per micro-batch (0: no limit)."))
     spark_starting_offsets: str = Field("earliest", pattern="^(earliest|latest)$",
                                         description="Where a new Spark query (no checkpoint yet) starts.")
+    spark_driver_memory: str = Field("2g", pattern="^[0-9]+[kmgt]?$", description=(
+        "Heap of the Spark driver JVM that `logpipe spark` starts (in `local[N]` it runs the executors too; "
+        "a micro-batch of 500,000 offsets ran out of the 1g default). Under spark-submit, pass `--driver-memory`."))
 
     watch_enabled: bool = Field(True, description="Run the watchdog inside `logpipe up`.")
     watch_rules: Path | None = Field(None, description="Alert rules YAML; default: the documented rules shipped "
@@ -245,7 +248,7 @@ class Settings(BaseSettings):
         return SparkConfig(checkpoint_dir=self.spark_checkpoint_dir or self.data_dir / "spark_checkpoints",
                            master=self.spark_master, source=self.spark_source, trigger_s=self.spark_trigger_s,
                            max_offsets_per_trigger=self.spark_max_offsets_per_trigger or None,
-                           starting_offsets=self.spark_starting_offsets)
+                           starting_offsets=self.spark_starting_offsets, driver_memory=self.spark_driver_memory)
 
     def monitor(self) -> MonitorConfig:
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host

@@ -110,6 +110,13 @@ def _drain_with_the_kafka_processor(config, store: Store) -> None:
         thread.join(60)
 
 
+def test_the_driver_jvm_gets_the_configured_heap(spark):
+    """A micro-batch of the default 500,000 offsets ran the 1g default heap out of memory."""
+    heap = spark._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    assert SparkConfig(checkpoint_dir=Path("unused")).driver_memory == "2g"
+    assert heap > 1.5 * 2**30
+
+
 def test_the_python_source_reads_each_range_exactly_with_its_keys_headers_and_timestamps(kafka_broker):
     """Ranges that end inside their partitions, over two topics: each message of a range once, in
     order, with its fields, and none of the messages after a range's end."""

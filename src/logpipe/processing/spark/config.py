@@ -13,4 +13,5 @@ class SparkConfig:
     max_offsets_per_trigger: int | None = 500_000
     starting_offsets: str = "earliest"
     ui: bool = True
+    driver_memory: str = "2g"  # the driver JVM's heap, when logpipe starts it (not under spark-submit)
     write_give_up_s: float = 300.0  # a micro-batch whose write still fails after this fails the query

@@ -45,6 +45,7 @@ def spark_session(config: SparkConfig):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors import logpipe from this env
     builder = (SparkSession.builder.master(config.master).appName("logpipe")
                .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.driver.memory", config.driver_memory)
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.enabled", str(config.ui).lower())
                .config("spark.sql.streaming.stopTimeout", "60s"))
