@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         "Most Kafka offsets per micro-batch (0: no limit)."))
     spark_starting_offsets: str = Field("earliest", pattern="^(earliest|latest)$",
                                         description="Where a new Spark query (no checkpoint yet) starts.")
-    spark_driver_memory: str = Field("2g", pattern="^[0-9]+[kmgt]?$", description=(
+    spark_driver_memory: str = Field(SparkConfig.driver_memory, pattern="^[0-9]+[kmgt]?$", description=(
         "Heap of the Spark driver JVM that `logpipe spark` starts (in `local[N]` it runs the executors too; "
         "a micro-batch of 500,000 offsets ran out of the 1g default). Under spark-submit, pass `--driver-memory`."))
 

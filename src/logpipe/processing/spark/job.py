@@ -96,17 +96,14 @@ def _headers(raw: pa.Table) -> list[list[tuple[str, bytes]] | None] | None:
             for h in raw.column("headers").to_pylist()]
 
 
-def normalize_batch(raw: pa.Table, rules: Rules = Rules()) -> tuple[pa.Table, pa.Table]:
-    """A micro-batch of Kafka rows to (facts, dead letters), in topic-partition-offset order so that
-    a replayed batch gives the same rows in the same order."""
-    return _normalize_sorted(_in_offset_order(raw), rules)
-
-
 def _in_offset_order(raw: pa.Table) -> pa.Table:
+    """A micro-batch's Kafka rows in topic-partition-offset order, so that a replayed batch, whatever
+    order Spark hands its rows in, is cut into the same chunks with the same rows."""
     return raw.sort_by([("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")])
 
 
 def _normalize_sorted(raw: pa.Table, rules: Rules) -> tuple[pa.Table, pa.Table]:
+    """Kafka rows already in offset order to (facts, dead letters)."""
     if raw.num_rows == 0:
         return FACT_SCHEMA.empty_table(), DEAD_LETTER_SCHEMA.empty_table()
     senders, sources, refusals = named_by_headers(_headers(raw))

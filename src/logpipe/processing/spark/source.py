@@ -104,15 +104,17 @@ class KafkaStreamReader(DataSourceStreamReader):
         so the end found then still holds and is not read again."""
         from confluent_kafka import KafkaError, TopicPartition
 
-        probe = [TopicPartition(t, int(p), high - 1) for t, parts in marks.items()
-                 for p, (low, high) in parts.items()
-                 if high > low and self._confirmed.get((t, p), (None,))[0] != high]
-        for (topic, partition), (reported, real) in self._confirmed.items():
-            if marks.get(topic, {}).get(partition, (0, None))[1] == reported:
-                marks[topic][partition] = (marks[topic][partition][0], real)
+        probe, reported = [], {}
+        for topic, parts in marks.items():
+            for partition, (low, high) in parts.items():
+                confirmed = self._confirmed.get((topic, partition))
+                if confirmed is not None and confirmed[0] == high:
+                    parts[partition] = (low, confirmed[1])
+                elif high > low:
+                    probe.append(TopicPartition(topic, int(partition), high - 1))
+                    reported[(topic, partition)] = high
         if not probe:
             return marks
-        reported = {(tp.topic, str(tp.partition)): tp.offset + 1 for tp in probe}
         consumer = self._metadata_consumer()
         try:
             consumer.assign(probe)
@@ -124,8 +126,7 @@ class KafkaStreamReader(DataSourceStreamReader):
                     error = message.error()
                     if error is not None and error.code() == KafkaError._PARTITION_EOF:
                         pending.discard(key)
-                        low, high = marks[key[0]][key[1]]
-                        self._confirmed[key] = (reported[key], high)
+                        self._confirmed[key] = (reported[key], marks[key[0]][key[1]][1])
                     elif error is None:
                         low, high = marks[key[0]][key[1]]
                         marks[key[0]][key[1]] = (low, max(high, message.offset() + 1))
