@@ -71,3 +71,28 @@ def test_the_channel_is_bounded_by_bytes_as_well_as_events():
     lone = Channel(max_events=100_000, max_bytes=10)
     lone.put(Envelope(b"w" * 50, 1, Provenance("t")), timeout=0)  # larger than the bound, into an empty channel
     assert lone.bytes == 50
+
+
+def test_a_post_beyond_the_body_bytes_in_flight_is_refused_at_once_until_the_first_is_stored(store_dir, tokens):
+    settings = Settings(data_dir=store_dir, clickhouse_database=f"bp_{uuid.uuid4().hex[:8]}",
+                        sim_enabled=False, max_body_bytes=64 * 1024, ack_timeout_s=3, otlp_enabled=False,
+                        syslog_enabled=False)
+    pipeline = Pipeline(settings)
+    line = b'{"ts": %.3f, "service": "auth"}\n' % time.time()
+    large, small = line * (40 * 1024 // len(line)), line * 100
+    with TestClient(create_app(pipeline.services(), registry_of(tokens)), headers=bearer(tokens["admin"])) as client:
+        pipeline.processor.pause()
+        held: list[int] = []
+        first = threading.Thread(target=lambda: held.append(client.post("/v1/logs", content=large).status_code))
+        first.start()
+        deadline = time.monotonic() + 5
+        while pipeline.engine.queued == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # the first body waits for its rows to be stored, so its bytes are still in flight
+        refused = client.post("/v1/logs", content=large)
+        assert refused.status_code == 429 and "in flight" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+        pipeline.processor.resume()
+        assert client.post("/v1/logs", content=small).json()["accepted"] == 100
+        first.join(10)
+        assert held == [200]

@@ -449,6 +449,8 @@ class Pipeline:
                         simulator=self.simulator, processor=self.processor, history=self.history,
                         dead_letters=dead_letters, kafka=kafka,
                         start=self.start, stop=self.stop,
-                        # two of the largest bodies: each one read is held about twice while it is
-                        # joined and checked, beside the queue's bytes (the 1 GiB test of 80 posts)
-                        in_flight=InFlight(2 * config.max_body_bytes))
+                        # one of the largest bodies (or several smaller ones) at a time: a body is held
+                        # until its rows are stored, beside its normalized rows and the insert's own
+                        # memory, and a second 15 MB post in flight put the 1 GiB test of 80 posts at
+                        # its limit on a slower machine
+                        in_flight=InFlight(config.max_body_bytes))
