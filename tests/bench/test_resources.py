@@ -82,3 +82,25 @@ def test_a_process_watched_before_the_start_counts_only_from_the_start():
     child.wait(30)
     usage = monitor.stop()
     assert 0.3 <= usage.cpu_s["a server"] <= 0.75
+
+
+def test_cpu_counted_from_a_later_moment_leaves_out_what_came_before_it():
+    """drain-spark times its rate from the end of the first micro-batch: the CPU before it, of a
+    process still running and of one already gone, is not that window's."""
+    monitor = ResourceMonitor(interval_s=0.05)
+    burn = "import sys, time\nend = time.process_time() + float(sys.argv[1])\nwhile time.process_time() < end: pass"
+    early = subprocess.Popen([sys.executable, "-c", burn, "0.6"])
+    steady = subprocess.Popen([sys.executable, "-c", burn + "\nprint('half', flush=True)\n"
+                               "end = time.process_time() + 0.5\nwhile time.process_time() < end: pass", "0.8"],
+                              stdout=subprocess.PIPE, text=True)
+    monitor.watch("gone early", early.pid, pipeline=False)
+    monitor.watch("steady", steady.pid, pipeline=False)
+    monitor.start()
+    early.wait(30)
+    time.sleep(0.2)  # sampled after its last CPU
+    assert steady.stdout.readline() == "half\n"
+    monitor.count_cpu_from_now()
+    steady.wait(30)
+    usage = monitor.stop()
+    assert usage.cpu_s["gone early"] == 0.0
+    assert 0.25 <= usage.cpu_s["steady"] <= 0.7  # its last 0.5 s, not the 0.8 s before

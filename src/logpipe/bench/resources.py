@@ -86,6 +86,7 @@ class ResourceMonitor:
     _process_cpu: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)  # (start, last seen)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # the sampler against count_cpu_from_now
 
     def watch(self, name: str, pid: int, pipeline: bool = True, with_descendants: bool = False) -> None:
         """Count a process as a component of its own; this process's threads are counted one by one
@@ -110,14 +111,29 @@ class ResourceMonitor:
         self._thread = threading.Thread(target=self._run, name="logpipe-bench-rss", daemon=True)
         self._thread.start()
 
+    def count_cpu_from_now(self) -> None:
+        """CPU counts from here, while peak RSS keeps what was sampled since ``start``: for a scenario
+        whose rate is timed from a later moment (the end of a first micro-batch), so that its cores
+        busy are CPU and time of the same window. A process gone by now counts nothing."""
+        own = os.getpid()
+        with self._lock:
+            if own in self.processes.values():
+                self._sample_threads()
+                self._cpu_start.update({tid: seconds for tid, (_name, seconds) in self._thread_cpu.items()})
+            for name, pid in self.processes.items():
+                if pid != own:
+                    self._sample_process(name)
+            self._process_cpu = {key: (last, last) for key, (_start, last) in self._process_cpu.items()}
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            for name, pid in list(self.processes.items()):
-                if pid == os.getpid():
-                    self._peak[name] = max(self._peak.get(name, 0), rss_bytes(pid))
-                    self._sample_threads()
-                else:
-                    self._sample_process(name)
+            with self._lock:
+                for name, pid in list(self.processes.items()):
+                    if pid == os.getpid():
+                        self._peak[name] = max(self._peak.get(name, 0), rss_bytes(pid))
+                        self._sample_threads()
+                    else:
+                        self._sample_process(name)
 
     def _sample_threads(self) -> None:
         """This process's threads, kept after they exit (a thread's CPU leaves /proc with it). A logpipe

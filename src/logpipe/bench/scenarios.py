@@ -953,6 +953,7 @@ def drain_spark(duration_s: float, events: int = 2_000_000) -> Result:
             inserted = values.get((metrics.sample_name(metrics.EVENTS_SENT, "_total"), "clickhouse_sink"), 0.0)
             if inserted >= first_batch and first_at is None:  # the first micro-batch is written whole
                 first_at, first_rows = time.perf_counter(), inserted
+                monitor.count_cpu_from_now()  # the rate's window, so cores busy are of the same seconds
                 first_busy = values.get((metrics.sample_name(metrics.WRITE_SECONDS, "_sum"), "clickhouse_sink"), 0.0)
             time.sleep(0.05)
         finished = time.perf_counter()
