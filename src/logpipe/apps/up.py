@@ -25,7 +25,7 @@ from logpipe.codec.ndjson import encode_ndjson_buffer, encode_sparse_lines
 from logpipe.config import Settings
 from logpipe.dashboard.history import PipelineHistory
 from logpipe.events import Provenance
-from logpipe.gateway.body import InFlight, content_lines
+from logpipe.gateway.body import content_lines
 from logpipe.gateway.deps import Services
 from logpipe.gateway.server import BackgroundServer
 from logpipe.health import PAUSED, UP, component, report
@@ -448,9 +448,4 @@ class Pipeline:
         return Services(config=config, intake=self, store=self.store, health=self.health,
                         simulator=self.simulator, processor=self.processor, history=self.history,
                         dead_letters=dead_letters, kafka=kafka,
-                        start=self.start, stop=self.stop,
-                        # one of the largest bodies (or several smaller ones) at a time: a body is held
-                        # until its rows are stored, beside its normalized rows and the insert's own
-                        # memory, and a second 15 MB post in flight put the 1 GiB test of 80 posts at
-                        # its limit on a slower machine
-                        in_flight=InFlight(config.max_body_bytes))
+                        start=self.start, stop=self.stop)

@@ -103,11 +103,7 @@ class ResourceMonitor:
     def start(self) -> None:
         """CPU counts from here: a process watched earlier (while it started or warmed up) from now,
         and the processes it starts later from their first moment."""
-        for tid, _name, seconds in self._threads(os.getpid()):
-            self._cpu_start[tid] = seconds
-        for name, pid in self.processes.items():
-            if pid != os.getpid():
-                self._sample_process(name, first=True)
+        self.count_cpu_from_now()
         self._thread = threading.Thread(target=self._run, name="logpipe-bench-rss", daemon=True)
         self._thread.start()
 

@@ -40,7 +40,12 @@ class Services:
     dead_letters: DeadLetters | None = None  # listing and replay, where this process owns a store and an intake
     start: Callable[[], None] = _nothing
     stop: Callable[[], None] = _nothing
-    in_flight: InFlight = field(default_factory=lambda: InFlight(64 << 20))
+    # one of the largest bodies (or several smaller ones) at a time: a body is held until its rows are
+    # stored, beside its normalized rows and the insert's own memory (the 1 GiB test of 80 posts)
+    in_flight: InFlight = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.in_flight = InFlight(self.config.max_body_bytes)
 
 
 def _present(service: Any, missing: str) -> Any:
