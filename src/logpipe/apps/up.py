@@ -58,9 +58,10 @@ def _count_ingest_result(future: Future[IngestResult]) -> None:
 class EmbeddedEngine:
     """Intake -> the in-process channel (bounded by events and bytes) -> the embedded processor."""
 
-    def __init__(self, store: Warehouse, config: ProcessorConfig):
+    def __init__(self, store: Warehouse, config: ProcessorConfig, warm_decoder: bool = True):
         self.channel = Channel(config.queue_max_events, config.queue_max_bytes)
-        self.processor = Processor(self.channel, Sinks(fact_sink(store), [dead_letter_sink(store)]), config)
+        self.processor = Processor(self.channel, Sinks(fact_sink(store), [dead_letter_sink(store)]), config,
+                                   warm_decoder)
 
     writes_store = True
 
@@ -315,7 +316,8 @@ class Pipeline:
             self.engine: EmbeddedEngine | KafkaEngine = KafkaEngine(
                 settings.kafka_config(), self.store if run_processor else None, settings.processor())
         else:
-            self.engine = EmbeddedEngine(self.store, settings.processor())
+            # NDJSON from the start is the simulator's: without it, the first POST loads the scanner
+            self.engine = EmbeddedEngine(self.store, settings.processor(), warm_decoder=settings.sim_enabled)
         # two batches fit the queue: one waits while the processor takes the other
         self.simulator = SimulatorRunner(settings.simulator(), self.engine.emit,
                                          max_batch=settings.processor().queue_max_events // 2)

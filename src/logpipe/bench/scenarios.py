@@ -370,9 +370,13 @@ class MarkerProbe:
     """Freshness through the HTTP API: one marker event posted every MARKER_EVERY_S, and the moment
     each is first seen by a query for it in ClickHouse (event time to visible, measured)."""
 
-    def __init__(self, base: str, query_base: str | None = None):
+    def __init__(self, base: str, query_base: str | None = None, syslog_port: int | None = None):
         self.base = base
         self.query_base = query_base or base  # where the store is served: the processor, when split
+        # with a syslog port, markers travel as the load does: RFC 5424 over TCP, found by their message
+        self.syslog_port = syslog_port
+        self._seen_sql = queries.in_database(queries.SYSLOG_MARKERS_SEEN if syslog_port else queries.MARKERS_SEEN,
+                                             "analytics")
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
@@ -386,14 +390,13 @@ class MarkerProbe:
 
         with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.ADMIN)) as client, \
                 httpx.Client(base_url=self.query_base, timeout=30, headers=_headers(Role.ADMIN)) as store:
-            line = json.dumps({"event_id": "warm-up", "ts": _iso(time.time()), "service": "bench"}).encode()
-            client.post("/v1/logs", content=line + b"\n").raise_for_status()
+            send = self._sender(client)
+            send("warm-up", time.time())
             deadline = time.monotonic() + warm_up_timeout_s
             while time.monotonic() < deadline:
-                rows = store.post("/v1/query", json={
-                    "sql": queries.in_database(queries.EVENT_COUNT_BY_ID, "analytics"),
-                    "parameters": {"id": "warm-up"}}).json()["rows"]
-                if rows and rows[0][0]:
+                rows = store.post("/v1/query", json={"sql": self._seen_sql, "parameters": {"ids": ["warm-up"]}}
+                                  ).json()["rows"]
+                if rows:
                     break
                 time.sleep(0.1)
             else:
@@ -406,16 +409,34 @@ class MarkerProbe:
         import httpx
 
         with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.INGEST)) as client:
+            send = self._sender(client)
             sequence = 0
             while not self._stop.wait(MARKER_EVERY_S):
                 marker, now = f"marker-{sequence}", time.time()
                 sequence += 1
-                line = json.dumps({"event_id": marker, "ts": _iso(now), "service": "bench", "status": 200}).encode()
                 try:
-                    if client.post("/v1/logs", content=line + b"\n").status_code == 200:
+                    if send(marker, now):
                         self.sent[marker] = now
-                except httpx.HTTPError:
+                except (httpx.HTTPError, OSError):
                     pass
+
+    def _sender(self, client: Any) -> Any:
+        """How one marker is sent: a function of (marker, event time) that says whether it was taken."""
+        if self.syslog_port is None:
+            def post(marker: str, at: float) -> bool:
+                line = json.dumps({"event_id": marker, "ts": _iso(at), "service": "bench", "status": 200}).encode()
+                answer = client.post("/v1/logs", content=line + b"\n")
+                answer.raise_for_status()
+                return True
+            return post
+        import socket
+
+        connection = socket.create_connection(("127.0.0.1", self.syslog_port), timeout=30)
+
+        def send(marker: str, at: float) -> bool:
+            connection.sendall(f"<14>1 {_iso(at)} bench-host bench - - - {marker}\n".encode())
+            return True
+        return send
 
     def _poll(self) -> None:
         import httpx
@@ -426,9 +447,8 @@ class MarkerProbe:
                 if not pending:
                     continue
                 try:
-                    rows = client.post("/v1/query", json={
-                        "sql": queries.in_database(queries.MARKERS_SEEN, "analytics"),
-                        "parameters": {"ids": pending}}).json()["rows"]
+                    rows = client.post("/v1/query", json={"sql": self._seen_sql, "parameters": {"ids": pending}}
+                                       ).json()["rows"]
                 except (httpx.HTTPError, KeyError, ValueError):
                     continue
                 now = time.time()
@@ -464,15 +484,16 @@ def _scrape_all(bases: list[str]) -> dict[tuple[str, str], float]:
 
 
 def _loaded(result: Result, monitor: ResourceMonitor, servers: list[Any], bases: list[str], duration_s: float,
-            loads: list[list[str]], query_base: str | None = None) -> tuple[dict, dict, list[dict[str, Any]]]:
+            loads: list[list[str]], query_base: str | None = None, syslog_port: int | None = None,
+            ) -> tuple[dict, dict, list[dict[str, Any]]]:
     """Run the load processes (``python -m`` each argument list) against the servers at ``bases`` with
-    freshness markers beside them (posted to the first, looked up at ``query_base``, by default the
-    same), then stop the servers: the metrics before and after (summed over the servers), and what each
-    load process reports. ``result`` gets the duration, resource use and freshness."""
+    freshness markers beside them (posted to the first, or sent to ``syslog_port``; looked up at
+    ``query_base``, by default the same), then stop the servers: the metrics before and after (summed
+    over the servers), and what each load process reports. ``result`` gets the duration, resource use and freshness."""
     import subprocess
 
     before = _scrape_all(bases)
-    probe = MarkerProbe(bases[0], query_base).start()
+    probe = MarkerProbe(bases[0], query_base, syslog_port).start()
     monitor.start()
     started = time.perf_counter()
     loaders = [subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, text=True,
@@ -655,12 +676,15 @@ def up_soak(duration_s: float, name: str, rate: float | None) -> Result:
 # sources --------------------------------------------------------------------------------------------
 def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, concurrency: int = 8) -> Result:
     """OTLP/HTTP protobuf (otlp-ingest) or syslog over TCP (syslog-tcp) from separate load processes
-    against `logpipe up` in its own process, with freshness measured by HTTP markers beside them."""
+    against `logpipe up` in its own process, run as a collector of that source alone (the simulator and
+    the other sources off), with freshness measured by markers beside them: sent as the load is for
+    syslog, posted over HTTP for OTLP."""
 
     port, otlp_port, syslog_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"LOGPIPE_HTTP_PORT": str(port), "LOGPIPE_DATA_DIR": tempfile.mkdtemp(prefix=f"logpipe-bench-{kind}-"),
            "LOGPIPE_SIM_ENABLED": "false", "LOGPIPE_WATCH_ENABLED": "false",
+           "LOGPIPE_OTLP_ENABLED": str(kind == "otlp").lower(), "LOGPIPE_SYSLOG_ENABLED": str(kind != "otlp").lower(),
            "LOGPIPE_OTLP_PORT": str(otlp_port), "LOGPIPE_SYSLOG_PORT": str(syslog_port)}
     target = f"http://127.0.0.1:{otlp_port}/v1/logs" if kind == "otlp" else str(syslog_port)
     result = Result(name, duration_s)
@@ -669,14 +693,15 @@ def source_ingest(duration_s: float, name: str, kind: str, clients: int = 2, con
     monitor.watch("logpipe up", server.pid)
     before, after, outputs = _loaded(result, monitor, [server], [base], duration_s, [
         ["logpipe.bench.source_load", kind, target, str(duration_s), str(seed), str(concurrency)]
-        for seed in range(clients)])
+        for seed in range(clients)], syslog_port=None if kind == "otlp" else syslog_port)
     what = "accepted by the OTLP receiver" if kind == "otlp" else "sent to the syslog listener"
     result.stages = [Stage(what, sum(o["accepted"] for o in outputs), sum(o["bytes"] for o in outputs)),
                      *_pipeline_stages(before, after)]
     shape = ("protobuf ExportLogsServiceRequests of 8,192 records (the Collector's batch size)" if kind == "otlp"
              else "RFC 5424 messages over TCP, newline-framed, in blocks of 2,000")
     result.notes.append(f"{clients} load processes of {concurrency} concurrent senders, {shape}, as fast as taken; "
-                        f"throttled answers: {sum(o['throttled'] for o in outputs)}; markers every {MARKER_EVERY_S}s")
+                        f"throttled answers: {sum(o['throttled'] for o in outputs)}; only this source on; "
+                        f"markers every {MARKER_EVERY_S}s, {'over HTTP' if kind == 'otlp' else 'as syslog over TCP'}")
     return result
 
 

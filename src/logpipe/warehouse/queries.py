@@ -70,9 +70,10 @@ INGEST_AGAINST_BASELINE = (
     "AND ingest_ts <= now64(3)")
 
 # logpipe bench: marker events posted and looked for, and the engine's merges.
-EVENT_COUNT_BY_ID = "SELECT count() FROM {db}.fact_log WHERE event_id = {id:String}"
 FACT_ROWS = "SELECT count() FROM {db}.fact_log"
 MARKERS_SEEN = "SELECT event_id FROM {db}.fact_log WHERE service = 'bench' AND event_id IN {ids:Array(String)}"
+SYSLOG_MARKERS_SEEN = ("SELECT message FROM {db}.fact_log WHERE service = 'bench' AND kind = 'system' "
+                       "AND message IN {ids:Array(String)}")
 MERGES_RUNNING = "SELECT count() FROM system.merges"
 ACTIVE_PARTS = "SELECT count() FROM system.parts WHERE database = {db:String} AND active"  # the soak scenarios
 

@@ -7,6 +7,7 @@ import logging.handlers
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -170,3 +171,39 @@ def test_peers_outside_the_allowed_networks_are_not_heard(store_dir):
         assert _count(pipeline, "service = 'outsider'") == 0
     finally:
         pipeline.stop()
+
+
+SYSLOG_ONLY = """
+import socket, sys, time
+from pathlib import Path
+from logpipe.apps.up import Pipeline
+from logpipe.config import Settings
+from logpipe.sources.syslog.server import SyslogServer
+
+pipeline = Pipeline(Settings(data_dir=Path(sys.argv[1]), sim_enabled=False, watch_enabled=False,
+                             otlp_enabled=False, syslog_port=0, flush_interval_s=0.2))
+pipeline.start()
+[server] = [s for s in pipeline.sources if isinstance(s, SyslogServer)]
+with socket.create_connection(("127.0.0.1", server.port)) as connection:
+    connection.sendall(b"".join(b"<11>1 2026-12-08T00:00:00.000Z web-1 nginx - - - upstream %d down\\n" % i
+                                for i in range(50)))
+deadline = time.monotonic() + 30
+count = 0
+while time.monotonic() < deadline and count < 50:
+    time.sleep(0.1)
+    count = pipeline.store.scalar("SELECT count() FROM analytics.fact_log WHERE service = 'nginx'")
+with_syslog = "numba" in sys.modules
+line = b'{"ts": "%s", "service": "api", "message": "posted"}\\n' % time.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+answer = pipeline.submit(line, 1).result(30)
+pipeline.stop()
+print(count, with_syslog, answer.accepted, "numba" in sys.modules)
+"""
+
+
+def test_a_syslog_collector_does_without_the_json_scanner_until_json_arrives(tmp_path):
+    """The NDJSON scanner's compiler (numba, about 140 MB of a process) is loaded by the first NDJSON
+    payload, not by a `logpipe up` that only collects syslog: the simulator and OTLP receiver off."""
+    run = subprocess.run([sys.executable, "-c", SYSLOG_ONLY, str(tmp_path)], capture_output=True, text=True,
+                         timeout=180, preexec_fn=stop_with_parent)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["50", "False", "1", "True"]
