@@ -375,8 +375,9 @@ class MarkerProbe:
         self.query_base = query_base or base  # where the store is served: the processor, when split
         # with a syslog port, markers travel as the load does: RFC 5424 over TCP, found by their message
         self.syslog_port = syslog_port
-        self._seen_sql = queries.in_database(queries.SYSLOG_MARKERS_SEEN if syslog_port else queries.MARKERS_SEEN,
-                                             "analytics")
+        self._syslog: Any = None  # the markers' TCP connection, from start to stop
+        self._seen_sql = queries.in_database(
+            queries.MARKERS_SEEN if syslog_port is None else queries.SYSLOG_MARKERS_SEEN, "analytics")
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
@@ -390,8 +391,11 @@ class MarkerProbe:
 
         with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.ADMIN)) as client, \
                 httpx.Client(base_url=self.query_base, timeout=30, headers=_headers(Role.ADMIN)) as store:
-            send = self._sender(client)
-            send("warm-up", time.time())
+            if self.syslog_port is not None:
+                import socket
+
+                self._syslog = socket.create_connection(("127.0.0.1", self.syslog_port), timeout=30)
+            self._send(client, "warm-up", time.time())
             deadline = time.monotonic() + warm_up_timeout_s
             while time.monotonic() < deadline:
                 rows = store.post("/v1/query", json={"sql": self._seen_sql, "parameters": {"ids": ["warm-up"]}}
@@ -409,34 +413,24 @@ class MarkerProbe:
         import httpx
 
         with httpx.Client(base_url=self.base, timeout=30, headers=_headers(Role.INGEST)) as client:
-            send = self._sender(client)
             sequence = 0
             while not self._stop.wait(MARKER_EVERY_S):
                 marker, now = f"marker-{sequence}", time.time()
                 sequence += 1
                 try:
-                    if send(marker, now):
-                        self.sent[marker] = now
+                    self._send(client, marker, now)
+                    self.sent[marker] = now
                 except (httpx.HTTPError, OSError):
                     pass
 
-    def _sender(self, client: Any) -> Any:
-        """How one marker is sent: a function of (marker, event time) that says whether it was taken."""
-        if self.syslog_port is None:
-            def post(marker: str, at: float) -> bool:
-                line = json.dumps({"event_id": marker, "ts": _iso(at), "service": "bench", "status": 200}).encode()
-                answer = client.post("/v1/logs", content=line + b"\n")
-                answer.raise_for_status()
-                return True
-            return post
-        import socket
-
-        connection = socket.create_connection(("127.0.0.1", self.syslog_port), timeout=30)
-
-        def send(marker: str, at: float) -> bool:
-            connection.sendall(f"<14>1 {_iso(at)} bench-host bench - - - {marker}\n".encode())
-            return True
-        return send
+    def _send(self, client: Any, marker: str, at: float) -> None:
+        """One marker with event time ``at``: over syslog when there is a port, else posted; raises
+        unless it was taken."""
+        if self._syslog is not None:
+            self._syslog.sendall(f"<14>1 {_iso(at)} bench-host bench - - - {marker}\n".encode())
+            return
+        line = json.dumps({"event_id": marker, "ts": _iso(at), "service": "bench", "status": 200}).encode()
+        client.post("/v1/logs", content=line + b"\n").raise_for_status()
 
     def _poll(self) -> None:
         import httpx
@@ -463,6 +457,8 @@ class MarkerProbe:
         self._stop.set()
         for thread in self._threads:
             thread.join(35)
+        if self._syslog is not None:
+            self._syslog.close()
         return [(sent, self.seen[m] - sent) for m, sent in self.sent.items() if m in self.seen]
 
 

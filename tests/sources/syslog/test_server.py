@@ -192,11 +192,11 @@ count = 0
 while time.monotonic() < deadline and count < 50:
     time.sleep(0.1)
     count = pipeline.store.scalar("SELECT count() FROM analytics.fact_log WHERE service = 'nginx'")
-with_syslog = "numba" in sys.modules
+loaded_for_syslog = "numba" in sys.modules
 line = b'{"ts": "%s", "service": "api", "message": "posted"}\\n' % time.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
 answer = pipeline.submit(line, 1).result(30)
 pipeline.stop()
-print(count, with_syslog, answer.accepted, "numba" in sys.modules)
+print(count, loaded_for_syslog, answer.accepted, "numba" in sys.modules)
 """
 
 
